@@ -1,0 +1,134 @@
+"""The messages actors tell each other, in one place so the flows read clearly.
+
+Requests come from the router as :class:`Request`; session actors report up to
+the registry with the ``Session*``/``Started``/``StartFailed`` messages; the
+registry drives sessions with :class:`Begin`, :class:`Prompt`, :class:`Stop`
+and :class:`Retire`. Provider output reaches a session as
+:class:`ProviderOutput`/:class:`ProviderExited` tagged with the process
+generation, so output of a replaced process is recognised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from actors.normalized import Normalized
+from actors.ports import ExitReport, ReplyTo
+from protocol.errors import RpcError
+
+# ---------------------------------------------------------------- router → registry
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    params: dict[str, Any]
+    reply_to: ReplyTo
+
+
+# ---------------------------------------------------------------- registry → session
+
+
+@dataclass(frozen=True)
+class Begin:
+    """First prompt of a fresh session: record it and launch the provider."""
+
+    prompt: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    reply_to: ReplyTo
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class Retire:
+    """Leave memory: close the provider process and stop the actor."""
+
+    reason: str = "cleanup"
+
+
+# ---------------------------------------------------------------- provider → session
+
+
+@dataclass(frozen=True)
+class ProviderOutput:
+    generation: int
+    items: list[Normalized]
+
+
+@dataclass(frozen=True)
+class ProviderExited:
+    generation: int
+    report: ExitReport
+
+
+# ---------------------------------------------------------------- session → registry
+
+
+@dataclass(frozen=True)
+class Started:
+    session_id: str
+    project_id: str
+    model: str | None
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    session_id: str
+    project_id: str
+    error: RpcError
+
+
+@dataclass(frozen=True)
+class SessionChanged:
+    """Committed summary of a session after a status, cost or stall change."""
+
+    session_id: str
+    project_id: str
+    status: str
+    error: str | None
+    summary: dict[str, Any]
+    status_changed: bool
+    epoch: int
+
+
+@dataclass(frozen=True)
+class RequestRetire:
+    """The cleanup grace ended; `epoch` is the last prompt epoch the session saw."""
+
+    session_id: str
+    project_id: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    variant: str
+    kind: str
+    message: str
+    session_id: str | None
+    project_id: str | None
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Stop accepting work, end every session; `done` is set when all are retired."""
+
+    done: Any  # threading.Event
+
+
+@dataclass(frozen=True)
+class SessionDied:
+    session_id: str
+    project_id: str
+    error: str

@@ -1,0 +1,78 @@
+"""The normalized provider message: what every stream parser hands a session.
+
+Parsers (``supervisor/providers/*_stream.py``) turn each provider output line
+into zero or more :class:`Normalized` values; the SessionActor turns those into
+AgentMessages and session state (see ``actors/convert.py``).
+
+Kinds and their meaning:
+
+========== ============================================================ =========
+kind       carries                                                      displayed
+========== ============================================================ =========
+init       ``model``, ``provider_session_id``, ``cwd``                   system
+text       ``text`` (assistant prose)                                   assistant
+thinking   ``text``                                                     thinking
+tool_call  ``tool_name``, ``tool_input`` (dict), ``tool_id``            tool-call
+tool_result``text``, ``tool_id``, ``is_error``                          tool-result
+error      ``text``: an error the provider reported                     system
+system     ``text``: a provider note worth showing (permission denied,  system
+           "[Request interrupted by user]")
+cost       ``cost_usd`` (cumulative for the provider session when       no
+           ``cost_cumulative``), per-turn token counts
+status     ``text``/``status``: a transient provider state (api retry)  no
+compaction context was compacted                                        no
+turn_end   the turn finished; ``is_error`` and ``text`` (error text)    no
+unknown    ``raw``: a line the parser does not understand               no
+========== ============================================================ =========
+
+Every value may carry ``parent_id`` (a sub-agent's parent tool call) and
+``raw`` (the decoded source line, for storage of unknown lines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal[
+    "init",
+    "text",
+    "thinking",
+    "tool_call",
+    "tool_result",
+    "error",
+    "system",
+    "cost",
+    "status",
+    "compaction",
+    "turn_end",
+    "unknown",
+]
+
+DISPLAYED_KINDS: frozenset[str] = frozenset(
+    {"init", "text", "thinking", "tool_call", "tool_result", "error", "system"}
+)
+
+
+@dataclass(slots=True)
+class Normalized:
+    """One provider event in provider-neutral form (see the module table)."""
+
+    kind: Kind
+    text: str = ""
+    tool_name: str | None = None
+    tool_input: dict[str, Any] | None = None
+    tool_id: str | None = None
+    parent_id: str | None = None
+    is_error: bool = False
+    model: str | None = None
+    provider_session_id: str | None = None
+    cwd: str | None = None
+    status: str | None = None
+    cost_usd: float | None = None
+    cost_cumulative: bool = True
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    raw: dict[str, Any] | None = None

@@ -1,0 +1,71 @@
+"""Resolving `agent.start` params into a session's launch options.
+
+Missing options come from the settings (the seed's rules), and the client's
+`extraEnv` is filtered: keys that could redirect or reconfigure a provider
+(CLAUDE*, CODEX*, OLLAMA*, ANTHROPIC_*) are dropped and reported, except
+`CLAUDE_CODE_EXPERIMENTAL_*`, which passes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from actors.settings import Settings
+from protocol.errors import InvalidParams
+
+_BLOCKED_PREFIXES = ("CLAUDE", "CODEX", "OLLAMA", "ANTHROPIC_")
+_ALLOWED_PREFIXES = ("CLAUDE_CODE_EXPERIMENTAL_",)
+
+# Start params that are launch options (stored with the session, reused on resume).
+OPTION_KEYS = (
+    "cwd",
+    "model",
+    "systemPrompt",
+    "maxTurns",
+    "permissionMode",
+    "claudeConfigDir",
+    "extraEnv",
+    "additionalDirectories",
+    "worktreeName",
+    "providerConfig",
+)
+
+
+def filter_env(extra_env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(kept, dropped keys) of a client's extraEnv."""
+    kept: dict[str, str] = {}
+    dropped: list[str] = []
+    for key, value in extra_env.items():
+        if key.startswith(_BLOCKED_PREFIXES) and not key.startswith(_ALLOWED_PREFIXES):
+            dropped.append(key)
+        else:
+            kept[key] = value
+    return kept, sorted(dropped)
+
+
+def resolve(params: Mapping[str, Any], settings: Settings) -> tuple[dict[str, Any], list[str]]:
+    """Launch options for a start request, and the dropped env keys.
+
+    Raises InvalidParams for a `cwd` that is not an existing absolute directory.
+    """
+    provider = params["provider"]
+    options: dict[str, Any] = {k: params[k] for k in OPTION_KEYS if params.get(k) is not None}
+    if "permissionMode" not in options:
+        options["permissionMode"] = settings.values["permission_mode"]
+    if "systemPrompt" not in options and settings.values["system_prompt_template"]:
+        options["systemPrompt"] = settings.values["system_prompt_template"]
+    if "cwd" not in options:
+        options["cwd"] = settings.values["default_cwd"] or os.path.expanduser("~")
+    else:
+        cwd = options["cwd"]
+        if not os.path.isabs(cwd) or not os.path.isdir(cwd):
+            raise InvalidParams("cwd must be an existing absolute directory", field="cwd")
+    if "model" not in options:
+        default_model = settings.provider(provider).get("defaultModel")
+        if isinstance(default_model, str) and default_model:
+            options["model"] = default_model
+    kept, dropped = filter_env(options.get("extraEnv", {}))
+    options["extraEnv"] = kept
+    return options, dropped

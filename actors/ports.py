@@ -1,0 +1,91 @@
+"""What the actors need from the daemon around them, as small protocols.
+
+The daemon (``supervisor/``) implements these and injects them, so actors stay
+free of sockets and processes:
+
+* :class:`Outbox` carries RPC replies and events to the router thread;
+* :class:`ProviderLauncher` starts a provider process for a session;
+* :class:`ProviderHandle` is the running process, as the session sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from actors.normalized import Normalized
+from protocol.errors import RpcError
+
+
+class ReplyTo(Protocol):
+    """Opaque token naming the request an answer belongs to (made by the router)."""
+
+
+class Outbox(Protocol):
+    def reply(self, to: ReplyTo, result: Any = None, error: RpcError | None = None) -> None:
+        """Answer one request (thread-safe, never blocks)."""
+
+    def publish(self, event: str, data: dict[str, Any], project_id: str | None = None) -> None:
+        """Publish one event (thread-safe, never blocks). eseq is assigned by the router."""
+
+
+@dataclass(frozen=True)
+class ExitReport:
+    """How a provider process ended."""
+
+    returncode: int | None
+    signal: int | None
+    stderr_tail: str
+    stopped_by_us: bool
+
+
+@dataclass
+class LaunchRequest:
+    """Everything a provider needs to start a process for a session."""
+
+    session_id: str
+    project_id: str
+    provider: str
+    options: dict[str, Any]
+    prompt: str
+    resume_id: str | None
+    settings: dict[str, str]
+    on_messages: Callable[[list[Normalized]], None]
+    on_exit: Callable[[ExitReport], None]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderHandle(Protocol):
+    """A running provider process, driven by its session actor."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    def send_prompt(self, text: str) -> bool:
+        """Hand a follow-up prompt to the running process; False if it cannot take it
+        (exited, or being stopped)."""
+
+    def stop_turn(self) -> None:
+        """Urgent stop: the provider's own interrupt, then the signal ladder. Never blocks."""
+
+    def close(self) -> None:
+        """End the process gently (stdin EOF, then the ladder). Never blocks."""
+
+
+class ProviderLauncher(Protocol):
+    def launch(self, request: LaunchRequest) -> ProviderHandle:
+        """Start the provider process. Raises ProviderUnavailable or OSError."""
+
+
+class ProviderCatalog(Protocol):
+    """What the registry may ask about providers before it starts a session."""
+
+    def availability(self, name: str, settings: dict[str, str]) -> tuple[bool, str]:
+        """(available, detail): binary found and its version, or why not."""
+
+    def validate_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """The provider's `providerConfig`, checked; raises InvalidParams."""

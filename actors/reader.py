@@ -1,0 +1,123 @@
+"""ReaderActor: answers read-only queries from its own WAL read connection.
+
+Reads never queue behind the StoreActor's writes: a reader sees the last
+committed state at the moment its query starts. The daemon runs a small pool
+of readers and hands queries round-robin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pykka
+
+from actors import db
+from actors.ports import Outbox, ReplyTo
+from protocol.errors import InternalError, NotFound, RpcError
+
+log = logging.getLogger("corral.reader")
+
+
+@dataclass(frozen=True)
+class Query:
+    """Run `method` with `params` and answer `reply_to`."""
+
+    method: str
+    params: dict[str, Any]
+    reply_to: ReplyTo
+
+
+def _messages(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = params["sessionId"]
+    session = db.get_session(conn, session_id)
+    if session is None:
+        raise NotFound(f"unknown sessionId {session_id!r}")
+    messages, has_more = db.load_messages(
+        conn, session_id, int(params.get("afterSeq", 0)), int(params.get("limit", 500))
+    )
+    return {"messages": messages, "lastSeqId": session["lastSeqId"], "hasMore": has_more}
+
+
+def _list(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sessions": db.list_sessions(
+            conn,
+            project_id=params.get("projectId"),
+            status=params.get("status"),
+            limit=int(params.get("limit", 50)),
+            before=params.get("before"),
+        )
+    }
+
+
+def _load(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+    return {"session": db.newest_session(conn, params["projectId"])}
+
+
+def _get_by_id(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+    return {"session": db.get_session(conn, params["sessionId"])}
+
+
+QUERIES: dict[str, Callable[[apsw.Connection, dict[str, Any]], dict[str, Any]]] = {
+    "session.messages.load": _messages,
+    "session.list": _list,
+    "session.load": _load,
+    # internal: the registry answers session.get for a live session from storage
+    "session.get#byId": _get_by_id,
+}
+
+
+class ReaderActor(pykka.ThreadingActor):
+    def __init__(self, path: Path, outbox: Outbox) -> None:
+        super().__init__()
+        self._path = path
+        self._outbox = outbox
+        self._conn: apsw.Connection | None = None
+
+    def on_start(self) -> None:
+        self._conn = db.connect(self._path, readonly=True)
+
+    def on_stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, Query):
+            log.error("reader: unexpected message %r", message)
+            return None
+        handler = QUERIES.get(message.method)
+        try:
+            if handler is None or self._conn is None:
+                raise InternalError(f"no reader for {message.method}")
+            result = handler(self._conn, message.params)
+        except RpcError as exc:
+            self._outbox.reply(message.reply_to, error=exc)
+        except Exception as exc:
+            log.exception("reader: %s failed", message.method)
+            self._outbox.reply(message.reply_to, error=InternalError(f"read failed: {exc}"))
+        else:
+            self._outbox.reply(message.reply_to, result=result)
+        return None
+
+
+class ReaderPool:
+    """Round-robin over a few readers (thread-safe enough: a counter race only
+    changes which reader gets a query)."""
+
+    def __init__(self, refs: list[pykka.ActorRef[ReaderActor]]) -> None:
+        self._refs = refs
+        self._next = 0
+
+    def tell(self, query: Query) -> None:
+        ref = self._refs[self._next % len(self._refs)]
+        self._next += 1
+        ref.tell(query)
+
+    def stop(self) -> None:
+        for ref in self._refs:
+            ref.stop(block=True, timeout=5)

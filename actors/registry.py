@@ -1,0 +1,754 @@
+"""RegistryActor: the projectId → live session map, start guards and retention.
+
+It is the single authority on which session is *current* for a project:
+
+* start guards: ``start_in_progress`` while a start is in flight,
+  ``session_running`` over a running session; a done/error current session is
+  retired before a new start; ``overloaded`` past ``max_live_sessions``;
+* prompt epochs: every prompt it forwards bumps the entry's epoch, and a
+  session's cleanup request is honoured only for the epoch it saw, so a
+  prompt racing a cleanup can never be lost;
+* retention when a session ends (count per project and age), never touching
+  live sessions;
+* settings, notifications (a bounded ring) and health.
+
+It never asks another actor: replies go out through the outbox, reads of
+stored sessions come from its own read connection or a reader actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pykka
+
+from actors import db
+from actors import options as start_options
+from actors import settings as settings_mod
+from actors.messages import (
+    Begin,
+    Notify,
+    Prompt,
+    Request,
+    RequestRetire,
+    Retire,
+    SessionChanged,
+    SessionDied,
+    Shutdown,
+    Started,
+    StartFailed,
+    Stop,
+)
+from actors.ports import Outbox, ProviderCatalog, ReplyTo
+from actors.reader import Query, ReaderPool
+from actors.scheduler import Scheduler, Tick
+from actors.session import Control, SessionActor, SessionDeps, new_session_row
+from actors.settings import Settings
+from actors.store import (
+    DeleteProject,
+    DeleteSession,
+    EnforceRetention,
+    FailSession,
+    Publication,
+    SaveSetting,
+    Write,
+)
+from protocol.errors import (
+    InternalError,
+    InvalidParams,
+    MethodNotFound,
+    NoSession,
+    Overloaded,
+    ProviderUnavailable,
+    RpcError,
+    SessionRunning,
+    ShuttingDown,
+    StartInProgress,
+)
+
+log = logging.getLogger("corral.registry")
+
+IDEMPOTENCY_TTL_S = 600.0
+NOTIFICATION_RING = 100
+HEALTH_INTERVAL_S = 1.0
+PROVIDER_NAMES = ("claude", "codex", "ollama", "mock")
+TERMINAL = ("done", "error")
+
+
+@dataclass
+class Entry:
+    """A live session, as the registry sees it."""
+
+    session_id: str
+    project_id: str
+    ref: pykka.ActorRef[Any]
+    control: Control
+    status: str
+    epoch: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PendingStart:
+    session_id: str
+    ref: pykka.ActorRef[Any]
+    control: Control
+    waiters: list[ReplyTo]
+    key: tuple[str, str] | None
+    dropped_env: list[str]
+
+
+@dataclass
+class Remembered:
+    """An idempotent start: its first answer, kept for ten minutes."""
+
+    created: float
+    result: dict[str, Any] | None = None
+    error: RpcError | None = None
+
+
+@dataclass
+class HealthState:
+    last_published: float = 0.0
+    pending: bool = False
+
+
+class RegistryActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        *,
+        db_path: Path,
+        store: pykka.ActorRef[Any],
+        readers: ReaderPool,
+        scheduler: Scheduler,
+        outbox: Outbox,
+        launcher: Any,
+        catalog: ProviderCatalog,
+        info: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self._db_path = db_path
+        self._store = store
+        self._readers = readers
+        self._scheduler = scheduler
+        self._outbox = outbox
+        self._launcher = launcher
+        self._catalog = catalog
+        self._info = info
+        self._conn: apsw.Connection | None = None
+        self.settings = Settings(settings_mod.DEFAULTS)
+        self.projects: dict[str, Entry] = {}
+        self.starting: dict[str, PendingStart] = {}
+        self.remembered: dict[tuple[str, str], Remembered] = {}
+        self.notifications: deque[dict[str, Any]] = deque(maxlen=NOTIFICATION_RING)
+        self.health: dict[str, HealthState] = {}
+        self.shutting_down = False
+        self._shutdown_done: threading.Event | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_start(self) -> None:
+        self._conn = db.connect(self._db_path, readonly=True)
+        self.settings.values = settings_mod.merged(db.load_settings(self._conn))
+        self._enforce_retention()
+
+    def on_stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    @property
+    def conn(self) -> apsw.Connection:
+        assert self._conn is not None
+        return self._conn
+
+    def _deps(self) -> SessionDeps:
+        return SessionDeps(
+            store=self._store,
+            registry=self.actor_ref,
+            scheduler=self._scheduler,
+            outbox=self._outbox,
+            launcher=self._launcher,
+        )
+
+    # ------------------------------------------------------------ dispatch
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            if isinstance(message, Request):
+                self._on_request(message)
+            elif isinstance(message, Started):
+                self._on_started(message)
+            elif isinstance(message, StartFailed):
+                self._on_start_failed(message)
+            elif isinstance(message, SessionChanged):
+                self._on_session_changed(message)
+            elif isinstance(message, RequestRetire):
+                self._on_request_retire(message)
+            elif isinstance(message, Notify):
+                self._notify(
+                    message.variant,
+                    message.kind,
+                    message.message,
+                    message.session_id,
+                    message.project_id,
+                )
+            elif isinstance(message, SessionDied):
+                self._on_session_died(message)
+            elif isinstance(message, Tick):
+                self._on_tick(message)
+            elif isinstance(message, Shutdown):
+                self._on_shutdown(message)
+            else:
+                log.error("registry: unexpected message %r", message)
+        except Exception:
+            # The registry must survive any single bad message.
+            log.exception("registry: handling %r failed", type(message).__name__)
+        return None
+
+    def _on_request(self, req: Request) -> None:
+        handler = getattr(self, "_rpc_" + req.method.replace(".", "_"), None)
+        if handler is None:
+            self._outbox.reply(req.reply_to, error=MethodNotFound(f"no method {req.method}"))
+            return
+        try:
+            result = handler(req.params, req.reply_to)
+        except RpcError as exc:
+            self._outbox.reply(req.reply_to, error=exc)
+        except Exception as exc:
+            log.exception("registry: %s failed", req.method)
+            self._outbox.reply(req.reply_to, error=InternalError(f"{req.method} failed: {exc}"))
+        else:
+            if result is not None:
+                self._outbox.reply(req.reply_to, result=result)
+
+    # ------------------------------------------------------------ helpers
+
+    def _current(self, project_id: str) -> Entry | None:
+        """The live entry for a project, noticing a session actor that died."""
+        entry = self.projects.get(project_id)
+        if entry is not None and not entry.ref.is_alive():
+            log.error("registry: session actor %s is dead", entry.session_id)
+            self._forget_dead(entry, "internal error: session actor stopped unexpectedly")
+            return None
+        return entry
+
+    def _forget_dead(self, entry: Entry, error: str) -> None:
+        self.projects.pop(entry.project_id, None)
+        entry.control.stop_turn()
+        entry.control.close()
+        data = {"sessionId": entry.session_id, "status": "error", "error": error}
+        self._store.tell(
+            Write(
+                [FailSession(entry.session_id, error)],
+                [Publication("agent.status", data, entry.project_id)],
+            )
+        )
+        self._notify(
+            "error",
+            "agent_error",
+            f"{entry.project_id}: {error}",
+            entry.session_id,
+            entry.project_id,
+        )
+
+    def _retire(self, entry: Entry, reason: str = "cleanup") -> None:
+        self.projects.pop(entry.project_id, None)
+        try:
+            entry.ref.tell(Retire(reason))
+        except pykka.ActorDeadError:
+            pass
+        self._publish_health(entry.project_id, force=True)
+
+    def _live_ids(self) -> frozenset[str]:
+        ids = {e.session_id for e in self.projects.values()}
+        ids.update(p.session_id for p in self.starting.values())
+        return frozenset(ids)
+
+    def _enforce_retention(self) -> None:
+        self._store.tell(
+            Write(
+                [
+                    EnforceRetention(
+                        keep_count=self.settings.int("session_retention_count"),
+                        max_age_ms=self.settings.int("session_retention_days") * 86_400_000,
+                        project_ids=None,
+                        protected=self._live_ids(),
+                    )
+                ],
+                then=lambda r: (
+                    log.info("retention removed %d sessions", len(r[0])) if r and r[0] else None
+                ),
+            )
+        )
+
+    def _notify(
+        self,
+        variant: str,
+        kind: str,
+        message: str,
+        session_id: str | None,
+        project_id: str | None,
+    ) -> None:
+        note: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "variant": variant,
+            "kind": kind,
+            "message": message,
+            "ts": db.now_ms(),
+        }
+        if session_id is not None:
+            note["sessionId"] = session_id
+        if project_id is not None:
+            note["projectId"] = project_id
+        self.notifications.append(note)
+        self._outbox.publish("notification", note, project_id)
+
+    def _health_of(self, project_id: str) -> dict[str, Any]:
+        entry = self.projects.get(project_id)
+        if entry is not None:
+            summary = entry.summary
+            return {
+                "projectId": project_id,
+                "sessionId": entry.session_id,
+                "status": entry.status,
+                "stalled": bool(summary.get("stalled", False)),
+                "costUsd": summary.get("costUsd", 0.0),
+                "inputTokens": summary.get("inputTokens", 0),
+                "outputTokens": summary.get("outputTokens", 0),
+                "lastActivity": summary.get("lastActivity"),
+                "messageCount": summary.get("messageCount", 0),
+                "live": True,
+            }
+        stored = db.newest_session(self.conn, project_id)
+        return {
+            "projectId": project_id,
+            "sessionId": stored["sessionId"] if stored else None,
+            "status": stored["status"] if stored else None,
+            "stalled": False,
+            "costUsd": stored["costUsd"] if stored else 0.0,
+            "inputTokens": stored["inputTokens"] if stored else 0,
+            "outputTokens": stored["outputTokens"] if stored else 0,
+            "lastActivity": stored["updatedAt"] if stored else None,
+            "messageCount": stored["messageCount"] if stored else 0,
+            "live": False,
+        }
+
+    def _publish_health(self, project_id: str, *, force: bool = False) -> None:
+        state = self.health.setdefault(project_id, HealthState())
+        now = time.monotonic()
+        wait = state.last_published + HEALTH_INTERVAL_S - now
+        if wait > 0:
+            if not state.pending:
+                state.pending = True
+                self._scheduler.call_later(wait, self.actor_ref, Tick("health", 0, project_id))
+            return
+        state.pending = False
+        state.last_published = now
+        self._outbox.publish("health", self._health_of(project_id), project_id)
+
+    def _on_tick(self, tick: Tick) -> None:
+        if tick.kind == "health" and isinstance(tick.payload, str):
+            state = self.health.get(tick.payload)
+            if state is not None and state.pending:
+                state.pending = False
+                state.last_published = time.monotonic()
+                self._outbox.publish("health", self._health_of(tick.payload), tick.payload)
+
+    # ------------------------------------------------------------ agent.*
+
+    def _rpc_agent_start(self, params: dict[str, Any], reply_to: ReplyTo) -> dict[str, Any] | None:
+        if self.shutting_down:
+            raise ShuttingDown()
+        project_id: str = params["projectId"]
+        provider: str = params["provider"]
+        key = None
+        if params.get("idempotencyKey"):
+            key = (project_id, params["idempotencyKey"])
+            self._prune_remembered()
+            seen = self.remembered.get(key)
+            if seen is not None:
+                if seen.error is not None:
+                    raise seen.error
+                if seen.result is not None:
+                    return seen.result
+                pending = self.starting.get(project_id)
+                if pending is not None and pending.key == key:
+                    pending.waiters.append(reply_to)
+                    return None
+        if project_id in self.starting:
+            raise StartInProgress(f"a start for project {project_id!r} is already in flight")
+        current = self._current(project_id)
+        if current is not None and current.status not in TERMINAL:
+            raise SessionRunning(
+                f"project {project_id!r} has a running session", sessionId=current.session_id
+            )
+        live = len(self.projects) + len(self.starting) - (1 if current is not None else 0)
+        if live >= self.settings.int("max_live_sessions"):
+            raise Overloaded("the live-session cap is reached; retry later")
+        if not self.settings.provider_enabled(provider):
+            raise ProviderUnavailable(
+                f"provider {provider} is disabled in settings",
+                detail="disabled in provider_settings",
+            )
+        available, detail = self._catalog.availability(provider, self.settings.values)
+        if not available:
+            raise ProviderUnavailable(
+                f"provider {provider} is unavailable: {detail}", detail=detail
+            )
+        options, dropped = start_options.resolve(params, self.settings)
+        options["providerConfig"] = self._catalog.validate_config(
+            provider, dict(options.get("providerConfig", {}))
+        )
+        # Checks passed: from here on the start changes state.
+        if current is not None:
+            self._retire(current, "replaced by a new session")
+        session_id = str(uuid.uuid4())
+        row = new_session_row(session_id, project_id, provider, options.get("model"))
+        control = Control()
+        ref = SessionActor.start(row, options, self.settings, self._deps(), control)
+        self.starting[project_id] = PendingStart(session_id, ref, control, [reply_to], key, dropped)
+        if key is not None:
+            self.remembered[key] = Remembered(time.monotonic())
+        ref.tell(Begin(params["prompt"], 0))
+        return None
+
+    def _prune_remembered(self) -> None:
+        cutoff = time.monotonic() - IDEMPOTENCY_TTL_S
+        for key in [k for k, v in self.remembered.items() if v.created < cutoff]:
+            del self.remembered[key]
+
+    def _on_started(self, msg: Started) -> None:
+        pending = self.starting.get(msg.project_id)
+        if pending is None or pending.session_id != msg.session_id:
+            return
+        del self.starting[msg.project_id]
+        entry = Entry(msg.session_id, msg.project_id, pending.ref, pending.control, "running")
+        self.projects[msg.project_id] = entry
+        result = {
+            "sessionId": msg.session_id,
+            "status": "running",
+            "model": msg.model,
+            "droppedEnv": pending.dropped_env,
+        }
+        if pending.key is not None and pending.key in self.remembered:
+            self.remembered[pending.key].result = result
+        for reply_to in pending.waiters:
+            self._outbox.reply(reply_to, result=result)
+        self._publish_health(msg.project_id)
+
+    def _on_start_failed(self, msg: StartFailed) -> None:
+        pending = self.starting.get(msg.project_id)
+        if pending is None or pending.session_id != msg.session_id:
+            return
+        del self.starting[msg.project_id]
+        if pending.key is not None and pending.key in self.remembered:
+            self.remembered[pending.key].error = msg.error
+        for reply_to in pending.waiters:
+            self._outbox.reply(reply_to, error=msg.error)
+        try:
+            pending.ref.tell(Retire("start failed"))
+        except pykka.ActorDeadError:
+            pass
+        self._notify(
+            "error",
+            "agent_error",
+            f"{msg.project_id}: {msg.error.message}",
+            msg.session_id,
+            msg.project_id,
+        )
+
+    def _rpc_agent_prompt(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+        if self.shutting_down:
+            raise ShuttingDown()
+        project_id = params["projectId"]
+        entry = self._current(project_id)
+        if entry is None:
+            if project_id in self.starting:
+                raise StartInProgress(f"a start for project {project_id!r} is in flight")
+            raise NoSession(f"project {project_id!r} has no current session")
+        entry.epoch += 1
+        entry.status = "running"
+        entry.ref.tell(Prompt(params["prompt"], reply_to, entry.epoch))
+        self._publish_health(project_id)
+
+    def _rpc_agent_stop(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+        project_id = params["projectId"]
+        entry = self._current(project_id)
+        if entry is None:
+            if project_id in self.starting:
+                raise StartInProgress(f"a start for project {project_id!r} is in flight")
+            raise NoSession(f"project {project_id!r} has no current session")
+        # Tell first: whatever the interrupted process prints then queues behind
+        # the Stop, so the session knows the turn's end was asked for.
+        entry.ref.tell(Stop(reply_to))
+        if entry.status == "running":
+            entry.control.stop_turn()  # urgent path: does not wait behind the inbox
+
+    # ------------------------------------------------------------ session reports
+
+    def _on_session_changed(self, msg: SessionChanged) -> None:
+        entry = self.projects.get(msg.project_id)
+        if entry is None or entry.session_id != msg.session_id:
+            return
+        entry.summary = msg.summary
+        if msg.epoch == entry.epoch:
+            entry.status = msg.status
+        if msg.status_changed and msg.status in TERMINAL and msg.epoch == entry.epoch:
+            if msg.status == "done":
+                self._notify(
+                    "success",
+                    "agent_complete",
+                    f"{msg.project_id}: agent finished",
+                    msg.session_id,
+                    msg.project_id,
+                )
+            else:
+                self._notify(
+                    "error",
+                    "agent_error",
+                    f"{msg.project_id}: {msg.error or 'agent failed'}",
+                    msg.session_id,
+                    msg.project_id,
+                )
+            self._enforce_retention()
+        self._publish_health(msg.project_id)
+
+    def _on_request_retire(self, msg: RequestRetire) -> None:
+        entry = self.projects.get(msg.project_id)
+        if entry is None or entry.session_id != msg.session_id:
+            return
+        if entry.epoch != msg.epoch:
+            return  # a prompt raced the cleanup: the session lives on
+        # Same epoch: no prompt was sent since the session ended its turn, so its
+        # own (terminal) status is authoritative even if our cached one still lags.
+        entry.status = "done" if entry.status == "running" else entry.status
+        self._retire(entry)
+
+    def _on_session_died(self, msg: SessionDied) -> None:
+        entry = self.projects.get(msg.project_id)
+        if entry is not None and entry.session_id == msg.session_id:
+            self._forget_dead(entry, msg.error)
+            return
+        pending = self.starting.get(msg.project_id)
+        if pending is not None and pending.session_id == msg.session_id:
+            del self.starting[msg.project_id]
+            for reply_to in pending.waiters:
+                self._outbox.reply(reply_to, error=InternalError(msg.error))
+
+    # ------------------------------------------------------------ session.*
+
+    def _rpc_session_get(self, params: dict[str, Any], reply_to: ReplyTo) -> dict[str, Any] | None:
+        entry = self._current(params["projectId"])
+        if entry is None:
+            return {"session": None}
+        self._readers.tell(Query("session.get#byId", {"sessionId": entry.session_id}, reply_to))
+        return None
+
+    def _rpc_session_restore(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
+        project_id = params["projectId"]
+        entry = self._current(project_id)
+        if project_id in self.starting:
+            raise StartInProgress(f"a start for project {project_id!r} is in flight")
+        if entry is not None and entry.status not in TERMINAL:
+            return {"restored": False, "session": db.get_session(self.conn, entry.session_id)}
+        newest = None
+        for candidate in db.list_sessions(self.conn, project_id=project_id, limit=50):
+            if candidate["status"] in TERMINAL:
+                newest = candidate
+                break
+        if newest is None:
+            return {"restored": False, "session": None}
+        if entry is not None and entry.session_id == newest["sessionId"]:
+            return {"restored": True, "session": newest}
+        if entry is not None:
+            self._retire(entry, "replaced by a restored session")
+        options = db.get_session_options(self.conn, newest["sessionId"]) or {}
+        control = Control()
+        ref = SessionActor.start(newest, options, self.settings, self._deps(), control)
+        self.projects[project_id] = Entry(
+            newest["sessionId"],
+            project_id,
+            ref,
+            control,
+            newest["status"],
+            summary={
+                "sessionId": newest["sessionId"],
+                "status": newest["status"],
+                "costUsd": newest["costUsd"],
+                "inputTokens": newest["inputTokens"],
+                "outputTokens": newest["outputTokens"],
+                "messageCount": newest["messageCount"],
+                "lastActivity": newest["updatedAt"],
+                "stalled": False,
+            },
+        )
+        self._store.tell(Write([], live_seq=(newest["sessionId"], newest["lastSeqId"])))
+        self._publish_health(project_id)
+        return {"restored": True, "session": newest}
+
+    def _rpc_session_clear(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
+        entry = self._current(params["projectId"])
+        if entry is None or entry.status not in TERMINAL:
+            return {"cleared": False}
+        self._retire(entry, "cleared")
+        return {"cleared": True}
+
+    def _rpc_session_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+        session_id = params["sessionId"]
+        for entry in list(self.projects.values()):
+            if entry.session_id == session_id:
+                if entry.status not in TERMINAL:
+                    raise SessionRunning("the session is running; stop it first")
+                self._retire(entry, "purged")
+        for pending in self.starting.values():
+            if pending.session_id == session_id:
+                raise SessionRunning("the session is starting")
+        self._store.tell(
+            Write(
+                [DeleteSession(session_id)],
+                then=lambda r: self._outbox.reply(reply_to, result={"purged": bool(r[0])}),
+                on_error=lambda e: self._outbox.reply(reply_to, error=InternalError(str(e))),
+            )
+        )
+
+    def _rpc_project_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+        project_id = params["projectId"]
+        if project_id in self.starting:
+            raise SessionRunning(f"a session of project {project_id!r} is starting")
+        entry = self._current(project_id)
+        if entry is not None:
+            if entry.status not in TERMINAL:
+                raise SessionRunning(f"project {project_id!r} has a running session")
+            self._retire(entry, "purged")
+        self._store.tell(
+            Write(
+                [DeleteProject(project_id)],
+                then=lambda r: self._outbox.reply(reply_to, result={"purgedSessions": int(r[0])}),
+                on_error=lambda e: self._outbox.reply(reply_to, error=InternalError(str(e))),
+            )
+        )
+
+    # ------------------------------------------------------------ settings
+
+    def _rpc_settings_getAll(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
+        return {"settings": dict(self.settings.values)}
+
+    def _rpc_settings_set(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+        key, value = params["key"], params["value"]
+        stored = settings_mod.validate(key, value)
+        values = dict(self.settings.values)
+        values[key] = stored
+        # Sessions share this Settings object: replacing the dict is atomic.
+        self.settings.values = values
+        snapshot = dict(values)
+        self._store.tell(
+            Write(
+                [SaveSetting(key, stored)],
+                [
+                    Publication(
+                        "settings.changed", {"key": key, "value": stored, "settings": snapshot}
+                    )
+                ],
+                then=lambda _r: self._outbox.reply(reply_to, result={"settings": snapshot}),
+                on_error=lambda e: self._outbox.reply(reply_to, error=InternalError(str(e))),
+            )
+        )
+        if key in ("session_retention_count", "session_retention_days"):
+            self._enforce_retention()
+
+    # ------------------------------------------------------------ daemon, health, notices
+
+    def _rpc_daemon_info(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
+        providers = {}
+        for name in PROVIDER_NAMES:
+            available, detail = self._catalog.availability(name, self.settings.values)
+            if not self.settings.provider_enabled(name):
+                available, detail = False, "disabled in provider_settings"
+            providers[name] = {"available": available, "detail": detail}
+        return {
+            **self._info,
+            "sessions": {"live": len(self.projects), "stored": db.count_sessions(self.conn)},
+            "providers": providers,
+        }
+
+    def _rpc_health_get(self, params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
+        project_id = params.get("projectId")
+        if project_id is not None:
+            projects = [self._health_of(project_id)]
+        else:
+            projects = [self._health_of(p) for p in sorted(self.projects)]
+        now = db.now_ms()
+        running = idle = stalled = 0
+        burn = 0.0
+        for entry in self.projects.values():
+            if entry.status == "running":
+                running += 1
+                created = db.get_session(self.conn, entry.session_id)
+                if created is not None:
+                    hours = max((now - created["createdAt"]) / 3_600_000, 1 / 60)
+                    burn += float(entry.summary.get("costUsd", 0.0)) / hours
+            else:
+                idle += 1
+            if entry.summary.get("stalled"):
+                stalled += 1
+        return {
+            "projects": projects,
+            "aggregates": {
+                "running": running,
+                "idle": idle,
+                "stalled": stalled,
+                "burnRateUsdPerHour": round(burn, 6),
+            },
+        }
+
+    def _rpc_notifications_list(self, params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
+        limit = int(params.get("limit", 50))
+        return {"notifications": list(reversed(self.notifications))[:limit]}
+
+    def _rpc_conflicts_list(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
+        return {"conflicts": []}
+
+    def _rpc_conflicts_ack(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
+        return {"acknowledged": 0}
+
+    # ------------------------------------------------------------ shutdown
+
+    def _on_shutdown(self, msg: Shutdown) -> None:
+        self.shutting_down = True
+        for pending in list(self.starting.values()):
+            for reply_to in pending.waiters:
+                self._outbox.reply(reply_to, error=ShuttingDown())
+            pending.control.stop_turn()
+            try:
+                pending.ref.tell(Retire("daemon stopped"))
+            except pykka.ActorDeadError:
+                pass
+        self.starting.clear()
+        refs = []
+        for entry in list(self.projects.values()):
+            if entry.status == "running":
+                entry.control.stop_turn()
+            refs.append(entry.ref)
+            self._retire(entry, "daemon stopped")
+        done = msg.done
+
+        def wait_all() -> None:
+            deadline = time.monotonic() + 15.0
+            for ref in refs:
+                while ref.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            done.set()
+
+        threading.Thread(target=wait_all, name="corral-shutdown-wait", daemon=True).start()
+
+
+def invalid(field: str, message: str) -> InvalidParams:
+    return InvalidParams(message, field=field)

@@ -1,0 +1,174 @@
+"""The session status state machine: every status, event and legal transition.
+
+A session's status is one of ``idle``, ``running``, ``done`` or ``error``
+(wire contract §3); ``done`` and ``error`` are terminal until a new prompt
+explicitly continues the session. The SessionActor feeds every lifecycle fact
+to :func:`transition` as a :class:`SessionEvent`; anything not in
+:data:`TRANSITIONS` raises :class:`IllegalTransition`, so a surprising order of
+events is noticed instead of silently corrupting the status.
+
+Events:
+
+* ``START``: the provider process was launched for a prompt (first prompt, or
+  a relaunch with resume of a finished session).
+* ``PROMPT``: a prompt was sent to the session (while running: a queued
+  follow-up).
+* ``TURN_DONE`` / ``TURN_FAILED``: the provider ended the turn OK / with an error.
+* ``STOPPED``: a stop was requested and the turn ended.
+* ``PROCESS_EXITED``: the provider process exited cleanly. Harmless when the
+  session is not running; while running it means the turn never finished.
+* ``PROCESS_CRASHED``: the provider process died, was killed or failed to launch.
+* ``RESTORED``: a stored done/error session was made current again.
+* ``INTERRUPTED``: a daemon restart or shutdown found the session running.
+
+Decisions beyond the obvious:
+
+* A dead process fails a running (or never started) session, but not a
+  finished one: ``done + PROCESS_CRASHED -> done`` (an idle process kept for
+  follow-ups may be reaped or killed at any time).
+* Late turn endings are tolerated only where they cannot change the outcome:
+  ``done + TURN_DONE -> done`` and ``error + TURN_FAILED -> error`` (duplicates),
+  and ``done + TURN_FAILED -> done``: the first ending of a turn wins. Typically
+  a stopped turn (``STOPPED`` made it ``done``) is later reported by the
+  provider as an interrupted, failed turn; that must not turn a user's stop
+  into an error. ``error + TURN_DONE`` stays illegal: an error is never
+  silently healed by a stray success.
+* ``INTERRUPTED`` is only legal while running; ``idle`` accepts no ``PROMPT``
+  (the first prompt arrives with ``START``).
+
+The table (rows: event, columns: current status, cells: the new status; ``-``
+is illegal), as produced by :func:`describe_table`:
+
+| event | idle | running | done | error |
+|---|---|---|---|---|
+| START | running | - | running | running |
+| PROMPT | - | running | running | running |
+| TURN_DONE | - | done | done | - |
+| TURN_FAILED | - | error | done | error |
+| STOPPED | done | done | done | error |
+| PROCESS_EXITED | - | error | done | error |
+| PROCESS_CRASHED | error | error | done | error |
+| RESTORED | - | - | done | error |
+| INTERRUPTED | - | error | - | - |
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final, Literal, get_args
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "SessionEvent",
+    "Status",
+    "can_transition",
+    "describe_table",
+    "is_terminal",
+    "legal_events",
+    "transition",
+]
+
+Status = Literal["idle", "running", "done", "error"]
+
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+"""All statuses, in lifecycle order."""
+
+TERMINAL: Final[frozenset[Status]] = frozenset({"done", "error"})
+"""Statuses a session stays in until a new prompt continues it."""
+
+
+class SessionEvent(StrEnum):
+    """A lifecycle fact about a session (see the module documentation)."""
+
+    START = "start"
+    PROMPT = "prompt"
+    TURN_DONE = "turn_done"
+    TURN_FAILED = "turn_failed"
+    STOPPED = "stopped"
+    PROCESS_EXITED = "process_exited"
+    PROCESS_CRASHED = "process_crashed"
+    RESTORED = "restored"
+    INTERRUPTED = "interrupted"
+
+
+_E = SessionEvent
+
+TRANSITIONS: Final[dict[tuple[Status, SessionEvent], Status]] = {
+    # idle: created, provider not launched yet
+    ("idle", _E.START): "running",
+    ("idle", _E.PROCESS_CRASHED): "error",  # failed to launch
+    ("idle", _E.STOPPED): "done",
+    # running: a turn is in progress
+    ("running", _E.PROMPT): "running",  # queued follow-up
+    ("running", _E.TURN_DONE): "done",
+    ("running", _E.TURN_FAILED): "error",
+    ("running", _E.STOPPED): "done",
+    ("running", _E.PROCESS_CRASHED): "error",
+    ("running", _E.INTERRUPTED): "error",
+    ("running", _E.PROCESS_EXITED): "error",  # exited without finishing the turn
+    # done: the last turn finished
+    ("done", _E.PROMPT): "running",
+    ("done", _E.START): "running",  # relaunch with resume
+    ("done", _E.TURN_DONE): "done",  # late duplicate
+    ("done", _E.TURN_FAILED): "done",  # late: the first ending of a turn wins
+    ("done", _E.STOPPED): "done",
+    ("done", _E.PROCESS_EXITED): "done",
+    ("done", _E.PROCESS_CRASHED): "done",  # a dead idle process does not fail the session
+    ("done", _E.RESTORED): "done",
+    # error: the last turn (or the process) failed
+    ("error", _E.PROMPT): "running",
+    ("error", _E.START): "running",
+    ("error", _E.TURN_FAILED): "error",  # late duplicate
+    ("error", _E.STOPPED): "error",
+    ("error", _E.PROCESS_EXITED): "error",
+    ("error", _E.PROCESS_CRASHED): "error",
+    ("error", _E.RESTORED): "error",
+}
+"""Every legal ``(status, event) -> new status``; anything else is illegal."""
+
+
+class IllegalTransition(ValueError):
+    """``event`` is not legal in ``status``; the status must stay unchanged."""
+
+    def __init__(self, status: str, event: SessionEvent) -> None:
+        self.status = status
+        self.event = event
+        super().__init__(f"illegal session transition: {event.name} while {status}")
+
+
+def transition(status: Status, event: SessionEvent) -> Status:
+    """The status after ``event`` happens in ``status``; raises :class:`IllegalTransition`."""
+    try:
+        return TRANSITIONS[(status, event)]
+    except KeyError:
+        raise IllegalTransition(status, event) from None
+
+
+def can_transition(status: Status, event: SessionEvent) -> bool:
+    """Whether ``event`` is legal in ``status``."""
+    return (status, event) in TRANSITIONS
+
+
+def legal_events(status: Status) -> frozenset[SessionEvent]:
+    """The events that are legal in ``status``."""
+    return frozenset(e for (s, e) in TRANSITIONS if s == status)
+
+
+def is_terminal(status: str) -> bool:
+    """Whether ``status`` is ``done`` or ``error``."""
+    return status in TERMINAL
+
+
+def describe_table() -> str:
+    """The transition table in markdown (rows: event, columns: current status)."""
+    lines = [
+        "| event | " + " | ".join(STATUSES) + " |",
+        "|---" * (len(STATUSES) + 1) + "|",
+    ]
+    for event in SessionEvent:
+        cells = [TRANSITIONS.get((status, event), "-") for status in STATUSES]
+        lines.append(f"| {event.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
