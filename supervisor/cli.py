@@ -1,0 +1,86 @@
+"""The `corral` command line (typer): `serve` runs the daemon, `demo` shows it.
+
+Client commands to script a running daemon accept the same `--rpc`/`--events`
+options and `CORRAL_RPC`/`CORRAL_EVENTS` environment as the contract says.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from supervisor import config as config_mod
+
+app = typer.Typer(
+    name="corral",
+    help="corral: a per-user daemon that supervises AI coding agent sessions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def serve(
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="RPC endpoint (ROUTER), e.g. ipc:///path/rpc.sock")
+    ] = None,
+    events: Annotated[str | None, typer.Option("--events", help="Events endpoint (PUB)")] = None,
+    data_dir: Annotated[
+        str | None, typer.Option("--data-dir", help="Directory of corral.db")
+    ] = None,
+    insecure_tcp: Annotated[
+        bool, typer.Option("--insecure-tcp", help="Allow tcp:// on loopback without CURVE")
+    ] = False,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    ] = None,
+) -> None:
+    """Run the daemon in the foreground (SIGINT/SIGTERM stop it cleanly)."""
+    from supervisor.daemon import serve as run
+
+    try:
+        cfg = config_mod.resolve(
+            rpc=rpc, events=events, data_dir=data_dir, insecure_tcp=insecure_tcp
+        )
+    except config_mod.ConfigError as exc:
+        typer.echo(f"corral: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=(log_level or cfg.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code = run(cfg)
+    except config_mod.ConfigError as exc:
+        typer.echo(f"corral: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep/--no-keep", help="Keep the demo's database")] = True,
+    delay_ms: Annotated[
+        int, typer.Option("--delay-ms", help="Mock agent pause between lines")
+    ] = 120,
+) -> None:
+    """Start a daemon on a temporary dir and stream a simulated agent session."""
+    from supervisor.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep, delay_ms=delay_ms))
+
+
+@app.command()
+def version() -> None:
+    """Print corral's version."""
+    from supervisor.daemon import version as v
+
+    typer.echo(v())
+
+
+def main() -> None:
+    app()

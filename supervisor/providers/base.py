@@ -1,0 +1,149 @@
+"""Provider adapters and the stream-json process handle they share.
+
+A :class:`ProviderAdapter` knows one provider: whether it is available, how to
+check its ``providerConfig``, how to build its command line and environment,
+and which stream parser reads its output. :class:`StreamJsonHandle` runs such
+a command as a :class:`~supervisor.process.ProviderProcess`: prompts are
+written to stdin as stream-json user lines, each stdout line is parsed on the
+reader thread and the normalized messages are handed to the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from actors.normalized import Normalized
+from actors.ports import ExitReport, LaunchRequest
+from actors.settings import Settings
+from supervisor.process import ExitInfo, ProviderProcess
+
+log = logging.getLogger("corral.providers")
+
+# Stop ladder after an interrupt: give the provider time to end its turn and
+# exit on stdin EOF, then SIGINT (graceful for Claude Code), SIGTERM, SIGKILL.
+INTERRUPT_GRACE_S = 2.0
+SIGINT_GRACE_S = 1.5
+SIGTERM_GRACE_S = 2.0
+CLOSE_GRACE_S = 3.0
+
+
+class StreamParser(Protocol):
+    def feed_line(self, line: bytes | str) -> list[Normalized]: ...
+
+
+@dataclass
+class LaunchSpec:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    encode_prompt: Callable[[str], bytes]
+    encode_interrupt: Callable[[], bytes] | None
+    parser: StreamParser
+
+
+class ProviderAdapter(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def availability(self, settings: Settings) -> tuple[bool, str]:
+        """(available, detail)."""
+
+    @abstractmethod
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Checked providerConfig (raises InvalidParams naming providerConfig.<key>)."""
+
+    @abstractmethod
+    def launch_spec(
+        self, request: LaunchRequest, settings: Settings, base_env: Mapping[str, str]
+    ) -> LaunchSpec:
+        """The command for this request (raises ProviderUnavailable)."""
+
+
+class StreamJsonHandle:
+    """A provider process that takes stream-json prompts on stdin."""
+
+    def __init__(self, spec: LaunchSpec, request: LaunchRequest, name: str) -> None:
+        self._spec = spec
+        self._on_messages = request.on_messages
+        self._on_exit = request.on_exit
+        self._stopping = threading.Event()
+        self._process = ProviderProcess(
+            spec.argv,
+            env=spec.env,
+            cwd=spec.cwd,
+            on_line=self._line,
+            on_exit=self._exited,
+            stdin_pipe=True,
+            name=name,
+        )
+
+    def start(self, prompt: str) -> None:
+        self._process.start()
+        self._process.write(self._spec.encode_prompt(prompt))
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process.alive
+
+    def send_prompt(self, text: str) -> bool:
+        if self._stopping.is_set():
+            return False
+        return self._process.write(self._spec.encode_prompt(text))
+
+    def stop_turn(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._spec.encode_interrupt is not None:
+            self._process.write(self._spec.encode_interrupt())
+        self._process.close_stdin()
+        self._process.terminate(
+            (
+                (0, INTERRUPT_GRACE_S),
+                (signal.SIGINT, SIGINT_GRACE_S),
+                (signal.SIGTERM, SIGTERM_GRACE_S),
+            )
+        )
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._process.close_stdin()
+        self._process.terminate(((0, CLOSE_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)))
+
+    def wait(self, timeout: float) -> ExitInfo | None:
+        return self._process.wait(timeout)
+
+    # reader-thread callbacks
+
+    def _line(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
+        items = self._spec.parser.feed_line(raw)
+        if items:
+            self._on_messages(items)
+
+    def _exited(self, info: ExitInfo) -> None:
+        self._on_exit(
+            ExitReport(
+                returncode=info.returncode,
+                signal=info.signal,
+                stderr_tail=info.stderr_tail,
+                stopped_by_us=info.stopped_by_us,
+            )
+        )
+
+
+def package_root() -> Path:
+    """The directory holding the corral packages (for running built-in agents)."""
+    return Path(__file__).resolve().parent.parent.parent

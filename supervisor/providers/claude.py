@@ -1,0 +1,199 @@
+"""How corral launches Claude Code: binary discovery, argv and environment.
+
+Pure functions only (apart from a bounded ``claude --version`` probe): the
+session actor spawns the process. The CLI is always driven in print mode with
+stream-json on both stdin and stdout, so one process serves many turns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: Environment variable naming the Claude Code binary (after the configured one).
+BINARY_ENV = "CORRAL_CLAUDE_BIN"
+
+#: Well-known install locations, searched after PATH (``~`` is the env's HOME).
+FALLBACK_LOCATIONS: tuple[str, ...] = (
+    "~/.local/bin/claude",
+    "~/.claude/local/claude",
+    "/usr/local/bin/claude",
+    "/usr/bin/claude",
+)
+
+#: Variables a running Claude Code session sets for its child processes. Inherited
+#: by a new CLI they make it believe it is nested inside another session (child
+#: session, another session's id, sockets and IDE port), so they are dropped.
+NESTING_ENV_VARS: frozenset[str] = frozenset(
+    {
+        "CLAUDECODE",
+        "CLAUDE_CODE_ENTRYPOINT",
+        "CLAUDE_CODE_SSE_PORT",
+        "CLAUDE_CODE_SESSION_ID",
+        "CLAUDE_CODE_CHILD_SESSION",
+        "CLAUDE_CODE_CHILD_NOTES_DIR",
+        "CLAUDE_CODE_SESSION_ATTENDED",
+        "CLAUDE_CODE_LAUNCHED_BY_SESSION_IDS",
+        "CLAUDE_CODE_EXECPATH",
+        "CLAUDE_CODE_MESSAGING_SOCKET",
+        "CLAUDE_CODE_MESSAGING_TOKEN",
+        "CLAUDE_CODE_BRIDGE_SESSION_ID",
+        "CLAUDE_CODE_BRIDGE_CHILD_HELD_TO_AUTO",
+        "CLAUDE_CODE_HOST_WORKTREE",
+        "CLAUDE_CODE_HOST_WORKTREE_FENCE",
+        "CLAUDE_CODE_EVAL_INTERVIEW_SESSION",
+        "CLAUDE_CODE_CHROME_MCP_ORG_DENIED",
+        "CLAUDE_PID",
+        "CLAUDE_EFFORT",
+        "AI_AGENT",
+    }
+)
+
+#: Never inherited from the daemon's own environment: it lets bypassPermissions run
+#: as root, so only the operator's or the client's explicit env may set it.
+NOT_INHERITED_ENV_VARS: frozenset[str] = frozenset({"IS_SANDBOX"})
+
+
+def _expand_home(path: str, env: Mapping[str, str]) -> str | None:
+    """``~`` expanded with the env's HOME (not the daemon's); None if it cannot be."""
+    if path != "~" and not path.startswith("~/"):
+        return path
+    home = env.get("HOME")
+    if not home:
+        return None
+    return home.rstrip("/") + path[1:]
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_claude_binary(
+    configured: str | None, env: Mapping[str, str]
+) -> tuple[str | None, list[str]]:
+    """Locate the ``claude`` executable.
+
+    Order: ``configured``, ``$CORRAL_CLAUDE_BIN``, each ``PATH`` entry of ``env``,
+    then :data:`FALLBACK_LOCATIONS`. Returns the first executable found (or
+    ``None``) and every place searched, in order, for error messages.
+    """
+    searched: list[str] = []
+
+    for explicit in (configured, env.get(BINARY_ENV)):
+        if not explicit:
+            continue
+        path = _expand_home(explicit, env)
+        searched.append(path or explicit)
+        if path is not None and _is_executable(path):
+            return path, searched
+
+    path_var = env.get("PATH", "")
+    entries = [entry for entry in path_var.split(os.pathsep) if entry]
+    searched.extend(os.path.join(entry, "claude") for entry in entries)
+    if entries:
+        found = shutil.which("claude", path=os.pathsep.join(entries))
+        if found:
+            return found, searched
+
+    for location in FALLBACK_LOCATIONS:
+        path = _expand_home(location, env)
+        if path is None:
+            continue
+        searched.append(path)
+        if _is_executable(path):
+            return path, searched
+    return None, searched
+
+
+def claude_version(binary: str, timeout: float = 5.0) -> str | None:
+    """``binary --version`` (e.g. ``"2.1.332 (Claude Code)"``), or None if it fails."""
+    try:
+        proc = subprocess.run(
+            [binary, "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    version = proc.stdout.strip()
+    if proc.returncode != 0 or not version:
+        return None
+    return version.splitlines()[0]
+
+
+@dataclass
+class ClaudeLaunchOptions:
+    """What a session asks of the Claude CLI; unset fields add no flag."""
+
+    model: str | None = None
+    permission_mode: str | None = None
+    max_turns: int | None = None
+    system_prompt: str | None = None
+    #: pass ``system_prompt`` as ``--append-system-prompt`` instead of replacing it
+    append_system_prompt: bool = False
+    additional_directories: list[str] = field(default_factory=list)
+    worktree_name: str | None = None
+    claude_config_dir: str | None = None
+    #: continue this provider session (``--resume``); wins over ``session_id``
+    resume_session_id: str | None = None
+    #: a fresh session's id chosen up front (``--session-id``, a UUID)
+    session_id: str | None = None
+
+
+def build_argv(binary: str, opts: ClaudeLaunchOptions) -> list[str]:
+    """The argv for a multi-turn stream-json Claude process."""
+    argv = [
+        binary,
+        "-p",
+        "--input-format",
+        "stream-json",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+    ]
+    if opts.model:
+        argv += ["--model", opts.model]
+    if opts.permission_mode:
+        argv += ["--permission-mode", opts.permission_mode]
+    if opts.max_turns is not None:
+        argv += ["--max-turns", str(opts.max_turns)]
+    if opts.system_prompt:
+        flag = "--append-system-prompt" if opts.append_system_prompt else "--system-prompt"
+        argv += [flag, opts.system_prompt]
+    for directory in opts.additional_directories:
+        argv += ["--add-dir", directory]
+    if opts.worktree_name:
+        argv += ["--worktree", opts.worktree_name]
+    if opts.resume_session_id:
+        argv += ["--resume", opts.resume_session_id]
+    elif opts.session_id:
+        argv += ["--session-id", opts.session_id]
+    return argv
+
+
+def build_env(
+    base_env: Mapping[str, str],
+    operator_env: Mapping[str, str],
+    client_extra_env: Mapping[str, str],
+    claude_config_dir: str | None,
+) -> dict[str, str]:
+    """The Claude process environment.
+
+    ``base_env`` (the daemon's own) minus :data:`NESTING_ENV_VARS` and
+    :data:`NOT_INHERITED_ENV_VARS`, then ``operator_env`` (trusted settings such
+    as ``ANTHROPIC_BASE_URL``), then the client's already-filtered extra env,
+    then ``CLAUDE_CONFIG_DIR`` when given. Later layers win.
+    """
+    dropped = NESTING_ENV_VARS | NOT_INHERITED_ENV_VARS
+    env = {key: value for key, value in base_env.items() if key not in dropped}
+    env.update(operator_env)
+    env.update(client_extra_env)
+    if claude_config_dir:
+        env["CLAUDE_CONFIG_DIR"] = claude_config_dir
+    return env
