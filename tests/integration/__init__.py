@@ -1,0 +1,1 @@
+"""Integration tests of corral that run real provider CLIs against fake servers."""

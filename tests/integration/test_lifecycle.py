@@ -1,0 +1,98 @@
+"""A mock session's whole life through a real daemon: start, stream, prompt,
+stop, cleanup, restore, prompt again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.client import Client, Subscriber
+from protocol.errors import NoSession
+from tests.integration.helpers import all_messages, poll, set_setting, start_mock, wait_status
+
+import pytest
+
+
+def collect_messages(sub: Subscriber, session_id: str, until_status: tuple[str, ...],
+                     timeout: float = 20.0) -> tuple[list[dict[str, Any]], str]:
+    messages: list[dict[str, Any]] = []
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = sub.recv(0.5)
+        if got is None:
+            continue
+        _t, frame = got
+        data = frame["data"]
+        if data.get("sessionId") != session_id:
+            continue
+        if frame["event"] == "agent.message":
+            messages.extend(data["messages"])
+        elif frame["event"] == "agent.status" and data["status"] in until_status:
+            return messages, data["status"]
+    raise TimeoutError("no final status")
+
+
+def test_start_streams_gapless_seq_ids(client: Client, subscriber: Subscriber) -> None:
+    started = start_mock(client)
+    assert started["status"] == "running"
+    messages, status = collect_messages(subscriber, started["sessionId"], ("done", "error"))
+    assert status == "done"
+    seqs = [m["seqId"] for m in messages]
+    assert seqs == list(range(1, len(seqs) + 1))
+    roles = [m["role"] for m in messages]
+    assert roles == [
+        "user", "system", "thinking", "assistant", "tool-call", "tool-result",
+        "tool-call", "tool-result", "assistant",
+    ]
+    assert messages[0]["content"] == "hello"
+    assert subscriber.gaps == 0
+
+
+def test_follow_up_prompt_stop_and_cleanup(client: Client, subscriber: Subscriber) -> None:
+    started = start_mock(client)
+    sid = started["sessionId"]
+    wait_status(subscriber, sid)
+    reply = client.call("agent.prompt", {"projectId": "p1", "prompt": "again"})
+    assert reply["sessionId"] == sid and reply["status"] == "running"
+    assert reply["seqId"] == 10
+    wait_status(subscriber, sid)
+    session = client.call("session.get", {"projectId": "p1"})["session"]
+    assert session["status"] == "done" and session["lastSeqId"] == 18
+    assert session["costUsd"] > 0
+
+    set_setting(client, "cleanup_grace_ms", "0")
+    # the cleanup timer was armed with the old grace; a new terminal state re-arms it
+    client.call("agent.prompt", {"projectId": "p1", "prompt": "third"})
+    wait_status(subscriber, sid)
+    poll(lambda: client.call("session.get", {"projectId": "p1"})["session"] is None)
+    with pytest.raises(NoSession):
+        client.call("agent.prompt", {"projectId": "p1", "prompt": "x"})
+
+    # a restored session gets the (restored) cleanup grace like any ended session
+    set_setting(client, "cleanup_grace_ms", "60000")
+    restored = client.call("session.restore", {"projectId": "p1"})
+    assert restored["restored"] is True and restored["session"]["sessionId"] == sid
+    client.call("agent.prompt", {"projectId": "p1", "prompt": "after restore"})
+    wait_status(subscriber, sid)
+    messages = all_messages(client, sid)
+    assert [m["seqId"] for m in messages] == list(range(1, len(messages) + 1))
+    # the mock resumed its conversation: this is its fourth prompt
+    assert "turn 4" in messages[-1]["content"]
+
+
+def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
+    sid = start_mock(client, hang=True)["sessionId"]
+    subscriber.wait_for(
+        lambda _t, f: f["event"] == "agent.message"
+        and any(m["role"] == "system" for m in f["data"]["messages"]),
+        10,
+    )
+    stopped = client.call("agent.stop", {"projectId": "p1"}, timeout=15)
+    assert stopped == {"sessionId": sid, "status": "done"}
+    messages = all_messages(client, sid)
+    assert messages[-1]["role"] == "system" and messages[-1]["content"] == "stopped"
+    session = client.call("session.get", {"projectId": "p1"})["session"]
+    assert session["status"] == "done" and "error" not in session
+    # stopping a finished session just reports it
+    assert client.call("agent.stop", {"projectId": "p1"}) == {"sessionId": sid, "status": "done"}

@@ -1,0 +1,1 @@
+"""Test support for corral: fake provider servers, real-CLI installers, fixtures."""

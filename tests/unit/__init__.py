@@ -1,0 +1,1 @@
+"""Unit tests: single modules, no daemon."""

@@ -1,0 +1,551 @@
+"""Tests for supervisor.process (ProviderProcess, LineSplitter) and supervisor.proctools."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor.process import ExitInfo, LineSplitter, ProviderProcess
+from supervisor.proctools import pid_alive, pids_in_group, process_group_of
+
+pytestmark = pytest.mark.timeout(30)
+
+PY = sys.executable
+SLEEP = shutil.which("sleep") or "sleep"
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+@dataclass
+class Rec:
+    lines: list[bytes] = field(default_factory=list)
+    exits: list[ExitInfo] = field(default_factory=list)
+    lines_at_exit: int = -1
+    exit_thread: str = ""
+    line_threads: set[str] = field(default_factory=set)
+
+    def on_line(self, line: bytes) -> None:
+        self.line_threads.add(threading.current_thread().name)
+        self.lines.append(line)
+
+    def on_exit(self, info: ExitInfo) -> None:
+        self.lines_at_exit = len(self.lines)
+        self.exit_thread = threading.current_thread().name
+        self.exits.append(info)
+
+    def wait_lines(self, n: int, timeout: float = 5.0) -> list[bytes]:
+        assert wait_until(lambda: len(self.lines) >= n, timeout), self.lines
+        return self.lines
+
+
+class Harness:
+    """Starts children in a tmp dir and stops every one of them afterwards."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[ProviderProcess] = []
+        self.extra: list[tuple[int, int]] = []  # (pid, expected pgid)
+
+    def spawn(self, code: str, rec: Rec | None = None, **kw: Any) -> tuple[ProviderProcess, Rec]:
+        rec = rec or Rec()
+        kw.setdefault("env", {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        kw.setdefault("cwd", str(self.tmp))
+        kw.setdefault("on_line", rec.on_line)
+        kw.setdefault("on_exit", rec.on_exit)
+        proc = ProviderProcess([PY, "-c", code], **kw)
+        self.procs.append(proc)
+        proc.start()
+        return proc, rec
+
+    def track(self, pid: int, pgid: int) -> None:
+        self.extra.append((pid, pgid))
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            pid = proc.pid
+            if pid is None:
+                continue
+            proc.terminate(())
+            if proc.wait(5.0) is None and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for pid, pgid in self.extra:
+            if process_group_of(pid) == pgid:
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.cleanup()
+
+
+READY_IGNORING_TERM = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+# ----------------------------------------------------------------- splitter
+
+
+def expected_lines(raw: bytes, cap: int) -> list[bytes]:
+    parts = raw.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    out = []
+    for part in parts:
+        if part.endswith(b"\r"):
+            part = part[:-1]
+        out.append(part[:cap])
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=12),
+    crs=st.lists(st.booleans(), min_size=12, max_size=12),
+    trailing_nl=st.booleans(),
+    cap=st.integers(min_value=1, max_value=30),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=10),
+)
+def test_line_splitter_matches_model(
+    lines: list[bytes], crs: list[bool], trailing_nl: bool, cap: int, cuts: list[int]
+) -> None:
+    raw = b"\n".join(line + (b"\r" if cr else b"") for line, cr in zip(lines, crs, strict=False))
+    if lines and trailing_nl:
+        raw += b"\n"
+    splitter = LineSplitter(cap)
+    got: list[bytes] = []
+    prev = 0
+    for cut in [*sorted({min(c, len(raw)) for c in cuts}), len(raw)]:
+        got += splitter.feed(raw[prev:cut])
+        prev = cut
+    last = splitter.finish()
+    if last is not None:
+        got.append(last)
+    assert got == expected_lines(raw, cap)
+    assert all(len(line) <= cap for line in got)
+
+
+def test_line_splitter_counts_truncation() -> None:
+    s = LineSplitter(4)
+    assert s.feed(b"abcdefgh") == [b"abcd"]
+    assert s.feed(b"ijk\nxy\r\n") == [b"xy"]
+    assert s.truncated_lines == 1
+    assert s.discarded_bytes == 7
+    assert s.finish() is None
+
+
+# ------------------------------------------------------------------- output
+
+
+def test_lines_in_order_crlf_and_unterminated_last_line(h: Harness) -> None:
+    code = (
+        "import sys\n"
+        "w = sys.stdout.buffer.write\n"
+        "for i in range(2000): w(b'line %d\\n' % i)\n"
+        "w(b'crlf\\r\\n\\nlast')\n"
+    )
+    p, rec = h.spawn(code)
+    info = p.wait(10)
+    assert info is not None and info.returncode == 0
+    want = [b"line %d" % i for i in range(2000)] + [b"crlf", b"", b"last"]
+    assert rec.lines == want
+    assert rec.exits == [info]
+    assert rec.lines_at_exit == len(want)  # on_exit after every on_line
+    assert rec.line_threads == {rec.exit_thread}  # all on the reader thread
+
+
+def test_huge_line_is_truncated_not_buffered(h: Harness) -> None:
+    code = (
+        "import sys\n"
+        "w = sys.stdout.buffer.write\n"
+        "w(b'a' * 3_000_000 + b'\\n')\n"
+        "w(b'next\\n')\n"
+        "w(b'b' * 500_000)\n"
+    )
+    p, rec = h.spawn(code, max_line_bytes=1000)
+    info = p.wait(10)
+    assert info is not None and info.returncode == 0
+    assert rec.lines == [b"a" * 1000, b"next", b"b" * 1000]
+    assert p.truncated_lines == 2
+
+
+def test_on_line_exception_does_not_kill_reader(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Rec()
+
+    def bad_on_line(line: bytes) -> None:
+        rec.on_line(line)
+        if line == b"boom":
+            raise RuntimeError("callback bug")
+
+    code = "print('boom'); print('after', flush=True)"
+    with caplog.at_level(logging.ERROR, logger="corral.process"):
+        p, _ = h.spawn(code, rec=rec, on_line=bad_on_line)
+        info = p.wait(10)
+    assert info is not None
+    assert rec.lines == [b"boom", b"after"]
+    assert len(rec.exits) == 1
+    assert any(r.name == "corral.process" and r.exc_info for r in caplog.records)
+
+
+def test_on_exit_exception_is_contained(h: Harness) -> None:
+    def bad_on_exit(info: ExitInfo) -> None:
+        raise RuntimeError("exit callback bug")
+
+    p, _ = h.spawn("pass", on_exit=bad_on_exit)
+    info = p.wait(10)
+    assert info is not None and info.returncode == 0
+
+
+def test_cwd_and_env_passed_exactly(h: Harness) -> None:
+    code = "import os; print(os.getcwd()); print(os.environ.get('CORRAL_T', '-'), flush=True)"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CORRAL_T": "v1"}
+    p, rec = h.spawn(code, env=env)
+    assert p.wait(10) is not None
+    assert rec.lines == [os.fsencode(os.path.realpath(h.tmp)), b"v1"]
+
+
+def test_stderr_tail_is_bounded(h: Harness) -> None:
+    code = (
+        "import sys\ne = sys.stderr.buffer\ne.write(b'x' * 200_000 + b'\\xff')\ne.write(b'END')\n"
+    )
+    p, _ = h.spawn(code, stderr_tail_bytes=1000)
+    info = p.wait(10)
+    assert info is not None
+    assert info.stderr_tail.endswith("\ufffdEND")
+    assert len(info.stderr_tail) <= 1000
+    assert p.stderr_tail == info.stderr_tail
+
+
+# -------------------------------------------------------------------- stdin
+
+
+def test_stdin_round_trip_and_write_after_close(h: Harness) -> None:
+    code = (
+        "import sys\n"
+        "for line in sys.stdin:\n"
+        "    print('echo:' + line.strip(), flush=True)\n"
+        "print('eof', flush=True)\n"
+    )
+    p, rec = h.spawn(code, stdin_pipe=True)
+    assert p.write(b"hello\n")
+    assert rec.wait_lines(1) == [b"echo:hello"]
+    assert p.write(b"world\n")
+    rec.wait_lines(2)
+    p.close_stdin()
+    p.close_stdin()  # idempotent
+    assert p.write(b"late\n") is False
+    info = p.wait(10)
+    assert info is not None and info.returncode == 0
+    assert rec.lines == [b"echo:hello", b"echo:world", b"eof"]
+
+
+def test_write_without_stdin_pipe_or_after_exit(h: Harness) -> None:
+    p, _ = h.spawn("pass")
+    assert p.write(b"x\n") is False
+    assert p.wait(10) is not None
+    q, _ = h.spawn("pass", stdin_pipe=True)
+    assert q.wait(10) is not None
+    assert q.write(b"x\n") is False
+
+
+def test_write_to_dead_reader_returns_false(h: Harness) -> None:
+    # Child closes its stdin but keeps running: writes hit a broken pipe.
+    code = "import os, time; os.close(0); print('closed', flush=True); time.sleep(60)"
+    p, rec = h.spawn(code, stdin_pipe=True)
+    rec.wait_lines(1)
+    assert p.write(b"x" * 1024) is False
+    p.terminate(((signal.SIGTERM, 1.0),))
+    assert p.wait(5) is not None
+
+
+# ---------------------------------------------------------------- exit info
+
+
+def test_exit_code_recorded(h: Harness) -> None:
+    p, _ = h.spawn("import sys; sys.exit(3)")
+    info = p.wait(10)
+    assert info is not None
+    assert (info.returncode, info.signal) == (3, None)
+    assert info.pid == p.pid
+    assert not info.stopped_by_us and info.leftover_killed == 0
+    assert not p.alive
+
+
+def test_signal_recorded(h: Harness) -> None:
+    p, _ = h.spawn("import os, signal; os.kill(os.getpid(), signal.SIGUSR1)")
+    info = p.wait(10)
+    assert info is not None
+    assert info.returncode == -signal.SIGUSR1
+    assert info.signal == signal.SIGUSR1
+    assert not info.stopped_by_us
+
+
+def test_exits_immediately_printing_nothing_on_exit_once(h: Harness) -> None:
+    p, rec = h.spawn("pass")
+    info = p.wait(10)
+    assert info is not None and info.returncode == 0
+    p.terminate()  # no-op after the exit
+    assert p.send_signal(signal.SIGTERM) is False
+    time.sleep(0.1)
+    assert rec.lines == [] and rec.exits == [info]
+    assert p.wait(0) is info
+
+
+def test_child_runs_in_own_group_and_send_signal(h: Harness) -> None:
+    code = "import os; print(os.getpgrp(), os.getsid(0), flush=True); import time; time.sleep(60)"
+    p, rec = h.spawn(code)
+    assert p.pid is not None
+    line = rec.wait_lines(1)[0]
+    assert line == b"%d %d" % (p.pid, p.pid)
+    assert p.alive
+    assert pids_in_group(p.pid) == [p.pid]
+    assert p.send_signal(signal.SIGINT)
+    info = p.wait(5)
+    assert info is not None
+    assert info.returncode in (1, -signal.SIGINT)  # KeyboardInterrupt or the signal
+    assert not info.stopped_by_us
+
+
+def test_closes_stdout_early_but_keeps_running(h: Harness) -> None:
+    code = "import os, sys, time\nprint('ready', flush=True)\nos.close(1)\ntime.sleep(60)\n"
+    p, rec = h.spawn(code)
+    rec.wait_lines(1)
+    assert p.wait(0.3) is None  # stdout EOF is not the exit
+    assert p.alive and rec.exits == []
+    p.terminate(((signal.SIGTERM, 2.0),))
+    info = p.wait(5)
+    assert info is not None and info.signal == signal.SIGTERM and info.stopped_by_us
+    assert rec.lines == [b"ready"] and rec.exits == [info]
+
+
+# ---------------------------------------------------------------- terminate
+
+
+def test_terminate_graceful(h: Harness) -> None:
+    p, rec = h.spawn("print('ready', flush=True); import time; time.sleep(60)")
+    rec.wait_lines(1)
+    start = time.monotonic()
+    p.terminate(((signal.SIGTERM, 5.0),))
+    info = p.wait(5)
+    assert info is not None
+    assert time.monotonic() - start < 2.0
+    assert info.signal == signal.SIGTERM and info.stopped_by_us
+
+
+def test_terminate_ladder_ends_with_sigkill(h: Harness) -> None:
+    code = READY_IGNORING_TERM.replace(
+        "print(", "signal.signal(signal.SIGINT, signal.SIG_IGN)\nprint("
+    )
+    p, rec = h.spawn(code)
+    rec.wait_lines(1)
+    start = time.monotonic()
+    p.terminate(((signal.SIGTERM, 0.3), (signal.SIGINT, 0.2)), kill_after=0.1)
+    p.terminate()  # second call while running, with a later deadline: nothing changes
+    info = p.wait(5)
+    elapsed = time.monotonic() - start
+    assert info is not None
+    assert info.signal == signal.SIGKILL and info.stopped_by_us
+    assert 0.55 <= elapsed < 2.5  # both graces and kill_after were honoured
+
+
+def test_terminate_ignoring_child_gets_sigkill_within_grace(h: Harness) -> None:
+    p, rec = h.spawn(READY_IGNORING_TERM)
+    rec.wait_lines(1)
+    start = time.monotonic()
+    p.terminate(((signal.SIGTERM, 0.4),))
+    info = p.wait(5)
+    elapsed = time.monotonic() - start
+    assert info is not None
+    assert info.signal == signal.SIGKILL and info.returncode == -signal.SIGKILL
+    assert info.stopped_by_us
+    assert 0.35 <= elapsed < 2.5
+    assert len(p.stderr_tail) == 0
+
+
+def test_second_terminate_makes_it_more_urgent(h: Harness) -> None:
+    p, rec = h.spawn(READY_IGNORING_TERM)
+    rec.wait_lines(1)
+    start = time.monotonic()
+    p.terminate(((signal.SIGTERM, 30.0),))
+    time.sleep(0.1)
+    assert p.alive
+    p.terminate(())  # kill now
+    info = p.wait(5)
+    assert info is not None and info.signal == signal.SIGKILL
+    assert time.monotonic() - start < 2.0
+    assert rec.exits == [info]
+
+
+def test_terminate_from_many_threads(h: Harness) -> None:
+    p, rec = h.spawn(READY_IGNORING_TERM)
+    rec.wait_lines(1)
+    threads = [
+        threading.Thread(target=p.terminate, args=(((signal.SIGTERM, 0.2),),)) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    info = p.wait(5)
+    assert info is not None and info.signal == signal.SIGKILL
+    assert rec.exits == [info]
+
+
+# ------------------------------------------------------------ grandchildren
+
+SPAWN_GRANDCHILD = (
+    "import subprocess, sys, time\n"
+    "g = subprocess.Popen([{sleep!r}, '60'], {redirect})\n"
+    "print(g.pid, flush=True)\n"
+    "{tail}\n"
+)
+
+
+def grandchild_code(*, hold_stdout: bool, tail: str, own_session: bool = False) -> str:
+    redirect = "" if hold_stdout else "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL"
+    if own_session:
+        redirect += ", start_new_session=True"
+    return SPAWN_GRANDCHILD.format(sleep=SLEEP, redirect=redirect.lstrip(", "), tail=tail)
+
+
+def test_grandchild_killed_by_terminate(h: Harness) -> None:
+    code = grandchild_code(hold_stdout=False, tail="time.sleep(60)")
+    p, rec = h.spawn(code)
+    assert p.pid is not None
+    gpid = int(rec.wait_lines(1)[0])
+    h.track(gpid, p.pid)
+    assert process_group_of(gpid) == p.pid
+    assert pids_in_group(p.pid) == sorted([p.pid, gpid])
+    p.terminate(((signal.SIGTERM, 2.0),))
+    info = p.wait(5)
+    assert info is not None and info.stopped_by_us
+    assert wait_until(lambda: not pid_alive(gpid), 3.0)
+    assert pids_in_group(p.pid) == []
+
+
+def test_grandchild_killed_when_leader_exits(h: Harness) -> None:
+    code = grandchild_code(hold_stdout=False, tail="sys.exit(0)")
+    p, rec = h.spawn(code)
+    assert p.pid is not None
+    info = p.wait(5)
+    assert info is not None
+    gpid = int(rec.lines[0])
+    h.track(gpid, p.pid)
+    assert info.returncode == 0 and not info.stopped_by_us
+    assert info.leftover_killed == 1
+    assert wait_until(lambda: not pid_alive(gpid), 3.0)
+
+
+def test_grandchild_holding_stdout_does_not_block_exit(h: Harness) -> None:
+    code = grandchild_code(hold_stdout=True, tail="sys.exit(4)")
+    p, rec = h.spawn(code, drain_timeout=30.0)  # EOF must come from the group kill
+    assert p.pid is not None
+    start = time.monotonic()
+    info = p.wait(5)
+    assert info is not None, "on_exit did not fire"
+    assert time.monotonic() - start < 3.0
+    gpid = int(rec.lines[0])
+    h.track(gpid, p.pid)
+    assert info.returncode == 4 and info.leftover_killed >= 1
+    assert wait_until(lambda: not pid_alive(gpid), 3.0)
+    assert rec.exits == [info]
+
+
+def test_escaped_grandchild_holding_stdout_still_exits(h: Harness) -> None:
+    # The grandchild leaves the group (own session): only the drain timeout helps.
+    code = grandchild_code(hold_stdout=True, tail="sys.exit(0)", own_session=True)
+    p, rec = h.spawn(code, drain_timeout=0.3)
+    info = p.wait(10)
+    assert info is not None
+    gpid = int(rec.lines[0])
+    h.track(gpid, gpid)
+    assert info.returncode == 0 and info.leftover_killed == 0
+    assert pid_alive(gpid)  # not ours to kill; the harness cleans it up
+
+
+# ------------------------------------------------------------ spawn failure
+
+
+def test_spawn_failure_raises_without_callbacks(h: Harness) -> None:
+    rec = Rec()
+    p = ProviderProcess(
+        [str(h.tmp / "no-such-binary")],
+        env={},
+        cwd=str(h.tmp),
+        on_line=rec.on_line,
+        on_exit=rec.on_exit,
+    )
+    with pytest.raises(FileNotFoundError):
+        p.start()
+    assert p.pid is None and not p.alive
+    assert p.wait(0.1) is None
+    assert p.write(b"x") is False and p.send_signal(signal.SIGTERM) is False
+    p.terminate()
+    p.close_stdin()
+
+    script = h.tmp / "not-executable"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    q = ProviderProcess(
+        [str(script)], env={}, cwd=str(h.tmp), on_line=rec.on_line, on_exit=rec.on_exit
+    )
+    with pytest.raises(PermissionError):
+        q.start()
+    time.sleep(0.05)
+    assert rec.lines == [] and rec.exits == []
+
+
+# ------------------------------------------------------------------ proctools
+
+
+def test_proctools_basics() -> None:
+    assert pid_alive(os.getpid())
+    assert not pid_alive(0) and not pid_alive(-1)
+    assert os.getpid() in pids_in_group(os.getpgrp())
+    assert pids_in_group(0) == []
+    assert process_group_of(os.getpid()) == os.getpgrp()
+
+
+def test_no_fd_or_thread_leak(h: Harness) -> None:
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    # Warm up (imports, logging) before taking the baseline.
+    p, _ = h.spawn("print('x')", stdin_pipe=True)
+    assert p.wait(10) is not None
+    base_fds, base_threads = fds(), threading.active_count()
+    for i in range(10):
+        p, _ = h.spawn("print('x')", stdin_pipe=bool(i % 2))
+        assert p.wait(10) is not None
+    assert fds() == base_fds
+    assert wait_until(lambda: threading.active_count() <= base_threads, 2.0)
