@@ -21,7 +21,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pykka
 import zmq
 
@@ -172,25 +171,18 @@ class Daemon:
 
     def _write_discovery(self) -> None:
         assert self._router is not None
-        runtime = self.config.runtime_dir
-        endpoints.ensure_private_dir(runtime)
-        target = runtime / "endpoints.json"
-        tmp = runtime / f".endpoints.{os.getpid()}.tmp"
-        tmp.write_bytes(
-            orjson.dumps(
-                {
-                    "rpc": self._router.rpc_url,
-                    "events": self._router.events_url,
-                    "pid": os.getpid(),
-                    "boot": self.boot,
-                    "version": version(),
-                    "curveServerKey": None,
-                }
-            )
+        endpoints.ensure_private_dir(self.config.runtime_dir)
+        self._discovery = endpoints.write_discovery(
+            self.config.runtime_dir,
+            {
+                "rpc": self._router.rpc_url,
+                "events": self._router.events_url,
+                "pid": os.getpid(),
+                "boot": self.boot,
+                "version": version(),
+                "curveServerKey": None,
+            },
         )
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-        self._discovery = target
 
     # ------------------------------------------------------------ stop
 
@@ -238,9 +230,7 @@ class Daemon:
     def _remove_files(self) -> None:
         if self._discovery is not None:
             with contextlib.suppress(OSError):
-                current = orjson.loads(self._discovery.read_bytes())
-                if current.get("pid") == os.getpid():
-                    self._discovery.unlink()
+                endpoints.remove_discovery(self.config.runtime_dir, pid=os.getpid())
         for url in (self.config.rpc_url, self.config.events_url):
             path = _ipc_path(url)
             if path is not None:

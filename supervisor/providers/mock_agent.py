@@ -482,6 +482,9 @@ class MockAgent:
     def answer(self, prompt: str) -> None:
         self.turn_counter += 1
         self.prompts.append(prompt)
+        # Like Claude Code, record the conversation as soon as a prompt is taken,
+        # so a process killed mid-turn can still be resumed.
+        self._save()
         conv_turn = self.turn_counter
         started = time.monotonic()
         self._message_id = _new_id("msg_mock_")
