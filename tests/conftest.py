@@ -33,7 +33,9 @@ def daemon_factory(short_tmp: Path) -> Iterator[DaemonFactory]:
     """Start daemons on `short_tmp`; same `name` means same data dir (restarts)."""
     started: list[DaemonProcess] = []
 
-    def make(name: str = "d", env: dict[str, str] | None = None, start: bool = True) -> DaemonProcess:
+    def make(
+        name: str = "d", env: dict[str, str] | None = None, start: bool = True
+    ) -> DaemonProcess:
         base_env = dict(os.environ)
         base_env.update(env or {})
         base_env.pop("CORRAL_RPC", None)

@@ -23,14 +23,18 @@ def start_mock(
 
 
 def wait_status(
-    sub: Subscriber, session_id: str, statuses: tuple[str, ...] = ("done", "error"),
+    sub: Subscriber,
+    session_id: str,
+    statuses: tuple[str, ...] = ("done", "error"),
     timeout: float = 20.0,
 ) -> dict[str, Any]:
     """The data of the first agent.status event of `session_id` in `statuses`."""
     _topic, frame = sub.wait_for(
-        lambda _t, f: f.get("event") == "agent.status"
-        and f["data"].get("sessionId") == session_id
-        and f["data"].get("status") in statuses,
+        lambda _t, f: (
+            f.get("event") == "agent.status"
+            and f["data"].get("sessionId") == session_id
+            and f["data"].get("status") in statuses
+        ),
         timeout,
     )
     return dict(frame["data"])

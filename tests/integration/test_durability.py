@@ -13,7 +13,9 @@ from tests.conftest import DaemonFactory
 from tests.integration.helpers import all_messages, poll, start_mock, wait_status
 
 
-def received_messages(sub: Subscriber, session_id: str, stop: Any, timeout: float) -> list[dict[str, Any]]:
+def received_messages(
+    sub: Subscriber, session_id: str, stop: Any, timeout: float
+) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop(got):
@@ -110,8 +112,12 @@ def test_killed_while_running_is_interrupted_and_resumable(daemon_factory: Daemo
     with d.client() as client, Subscriber(d.events_url) as sub:
         sub.wait_connected(client, timeout=5)
         sid = start_mock(client, "r", hang=True)["sessionId"]
-        sub.wait_for(lambda _t, f: f["event"] == "agent.message"
-                     and f["data"]["messages"][-1]["role"] == "system", 10)
+        sub.wait_for(
+            lambda _t, f: (
+                f["event"] == "agent.message" and f["data"]["messages"][-1]["role"] == "system"
+            ),
+            10,
+        )
     d.kill()
     d2 = daemon_factory("run")
     with d2.client() as client, Subscriber(d2.events_url) as sub:
@@ -123,8 +129,12 @@ def test_killed_while_running_is_interrupted_and_resumable(daemon_factory: Daemo
         assert restored["restored"] is True
         client.call("agent.prompt", {"projectId": "r", "prompt": "go on"})
         # hang is part of the stored options: the resumed turn hangs too; stop it
-        sub.wait_for(lambda _t, f: f["event"] == "agent.message"
-                     and f["data"]["messages"][-1]["role"] == "system", 10)
+        sub.wait_for(
+            lambda _t, f: (
+                f["event"] == "agent.message" and f["data"]["messages"][-1]["role"] == "system"
+            ),
+            10,
+        )
         assert client.call("agent.stop", {"projectId": "r"}, timeout=15)["status"] == "done"
         assert client.call("session.get", {"projectId": "r"})["session"]["sessionId"] == sid
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from protocol.client import Client, Subscriber
 from protocol.errors import NoSession
 from tests.integration.helpers import all_messages, poll, set_setting, start_mock, wait_status
 
-import pytest
 
-
-def collect_messages(sub: Subscriber, session_id: str, until_status: tuple[str, ...],
-                     timeout: float = 20.0) -> tuple[list[dict[str, Any]], str]:
+def collect_messages(
+    sub: Subscriber, session_id: str, until_status: tuple[str, ...], timeout: float = 20.0
+) -> tuple[list[dict[str, Any]], str]:
     messages: list[dict[str, Any]] = []
     import time
 
@@ -42,8 +43,15 @@ def test_start_streams_gapless_seq_ids(client: Client, subscriber: Subscriber) -
     assert seqs == list(range(1, len(seqs) + 1))
     roles = [m["role"] for m in messages]
     assert roles == [
-        "user", "system", "thinking", "assistant", "tool-call", "tool-result",
-        "tool-call", "tool-result", "assistant",
+        "user",
+        "system",
+        "thinking",
+        "assistant",
+        "tool-call",
+        "tool-result",
+        "tool-call",
+        "tool-result",
+        "assistant",
     ]
     assert messages[0]["content"] == "hello"
     assert subscriber.gaps == 0
@@ -84,8 +92,10 @@ def test_follow_up_prompt_stop_and_cleanup(client: Client, subscriber: Subscribe
 def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
     sid = start_mock(client, hang=True)["sessionId"]
     subscriber.wait_for(
-        lambda _t, f: f["event"] == "agent.message"
-        and any(m["role"] == "system" for m in f["data"]["messages"]),
+        lambda _t, f: (
+            f["event"] == "agent.message"
+            and any(m["role"] == "system" for m in f["data"]["messages"])
+        ),
         10,
     )
     stopped = client.call("agent.stop", {"projectId": "p1"}, timeout=15)
