@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import threading
-import time
 import uuid
 from importlib import metadata
 from pathlib import Path
@@ -71,6 +70,7 @@ class Daemon:
         self._router: Router | None = None
         self._discovery: Path | None = None
         self._stopped = False
+        self._bound = False
 
     # ------------------------------------------------------------ start
 
@@ -132,6 +132,7 @@ class Daemon:
         except zmq.ZMQError as exc:
             self._stop_actors()
             raise ConfigError(f"cannot bind {cfg.rpc_url} / {cfg.events_url}: {exc}") from None
+        self._bound = True
         info["endpoints"] = {"rpc": self._router.rpc_url, "events": self._router.events_url}
         self._write_discovery()
         self._outbox.publish(
@@ -231,6 +232,8 @@ class Daemon:
         if self._discovery is not None:
             with contextlib.suppress(OSError):
                 endpoints.remove_discovery(self.config.runtime_dir, pid=os.getpid())
+        if not self._bound:
+            return  # never bound: the socket files (if any) belong to someone else
         for url in (self.config.rpc_url, self.config.events_url):
             path = _ipc_path(url)
             if path is not None:
@@ -241,14 +244,15 @@ class Daemon:
 def serve(config: DaemonConfig) -> int:
     """Run the daemon in the foreground until SIGINT/SIGTERM or daemon.shutdown."""
     daemon = Daemon(config)
-    daemon.start()
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received signal %d, stopping", signum)
         daemon.stop_requested.set()
 
+    # Handlers first: a stop request right after READY must still be clean.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        daemon.start()
         while not daemon.stop_requested.wait(0.5):
             pass
     finally:
@@ -256,12 +260,3 @@ def serve(config: DaemonConfig) -> int:
             signal.signal(sig, handler)
         daemon.stop()
     return 0
-
-
-def wait_for_file(path: Path, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        time.sleep(0.02)
-    return False

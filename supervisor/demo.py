@@ -41,7 +41,8 @@ def render(console: Console, message: dict[str, Any]) -> None:
     label, style = ROLE_STYLE.get(message["role"], (message["role"], ""))
     content = str(message.get("content", ""))
     if message["role"] == "tool-call":
-        content = f"{message.get('toolName', '?')}  {content}"
+        target = message.get("toolPath") or " ".join(content.split())
+        content = f"{message.get('toolName', '?')}  {target}"
     elif message["role"] == "tool-result":
         lines = content.splitlines()
         content = "\n".join(lines[:4]) + (
@@ -98,12 +99,15 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
         ):
             sub.wait_connected(client, timeout=5.0)
             config = {"toolCalls": 2, "delayMs": delay_ms, "textBytes": 160}
+            workdir = base / "project"
+            workdir.mkdir()
             started = client.call(
                 "agent.start",
                 {
                     "projectId": PROJECT,
                     "provider": "mock",
                     "prompt": PROMPTS[0],
+                    "cwd": str(workdir),
                     "providerConfig": config,
                 },
             )
