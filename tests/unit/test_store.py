@@ -1,0 +1,255 @@
+"""StoreActor and the SQL layer on a real SQLite file: migrations, group
+commit, commit-before-publish, failure isolation, retention."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from actors import db
+from actors.store import (
+    AddMessages,
+    DeleteSession,
+    Drain,
+    EnforceRetention,
+    FailSession,
+    ForgetLive,
+    Heartbeat,
+    Publication,
+    SaveSession,
+    StoreActor,
+    Write,
+)
+
+
+class RecordingOutbox:
+    """Records publications together with what the database held at that moment."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.events: list[tuple[str, dict[str, Any], str | None]] = []
+        self.visible: list[int] = []
+        self.lock = threading.Lock()
+
+    def reply(self, to: Any, result: Any = None, error: Any = None) -> None:
+        raise AssertionError("the store never replies itself")
+
+    def publish(self, event: str, data: dict[str, Any], project_id: str | None = None) -> None:
+        conn = db.connect(self.path, readonly=True)
+        try:
+            rows = conn.execute("SELECT count(*) FROM messages").fetchone()
+            count = int(rows[0]) if rows else 0
+        finally:
+            conn.close()
+        with self.lock:
+            self.events.append((event, data, project_id))
+            self.visible.append(count)
+
+
+def session_row(
+    sid: str, project: str = "p", status: str = "running", seq: int = 0, updated: int | None = None
+) -> dict[str, Any]:
+    now = db.now_ms() if updated is None else updated
+    return {
+        "sessionId": sid,
+        "projectId": project,
+        "provider": "mock",
+        "status": status,
+        "model": None,
+        "costUsd": 0.0,
+        "inputTokens": 0,
+        "outputTokens": 0,
+        "createdAt": now,
+        "updatedAt": now,
+        "messageCount": seq,
+        "lastSeqId": seq,
+    }
+
+
+def message(seq: int) -> dict[str, Any]:
+    return {
+        "id": f"m{seq}",
+        "seqId": seq,
+        "role": "assistant",
+        "content": f"text {seq}",
+        "timestamp": 1,
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "corral.db"
+    db.connect(path).close()
+    outbox = RecordingOutbox(path)
+    ref = StoreActor.start(path, outbox)
+    yield ref, outbox, path
+    ref.stop(block=True, timeout=10)
+
+
+def drain(ref: Any) -> None:
+    done = threading.Event()
+    ref.tell(Drain(then=done.set))
+    assert done.wait(10)
+
+
+def test_migrations_set_user_version_and_wal(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "x.db")
+    assert db.schema_version(conn) == db.SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.migrate(conn) == db.SCHEMA_VERSION  # idempotent
+    conn.execute(f"PRAGMA user_version={db.SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        db.migrate(conn)
+
+
+def test_every_event_is_published_after_its_rows_are_visible(store: Any) -> None:
+    ref, outbox, _path = store
+    ref.tell(Write([SaveSession(session_row("s"), {})]))
+    for seq in range(1, 301):
+        ref.tell(
+            Write(
+                [AddMessages("s", [message(seq)])],
+                [Publication("agent.message", {"seq": seq}, "p")],
+            )
+        )
+    drain(ref)
+    seqs = [data["seq"] for event, data, _ in outbox.events if event == "agent.message"]
+    assert seqs == list(range(1, 301))
+    # when event n went out, at least n messages were committed and readable
+    for n, visible in zip(seqs, outbox.visible, strict=True):
+        assert visible >= n
+
+
+def test_group_commit_uses_fewer_transactions_than_writes(store: Any) -> None:
+    ref, _outbox, _path = store
+    proxy = ref.proxy()
+    before = proxy.batches.get(timeout=5)
+    ref.tell(Write([SaveSession(session_row("g"), {})]))
+    for seq in range(1, 2001):
+        ref.tell(Write([AddMessages("g", [message(seq)])]))
+    drain(ref)
+    used = proxy.batches.get(timeout=5) - before
+    assert 1 <= used < 2001
+
+
+def test_a_failing_write_does_not_sink_its_batch(store: Any) -> None:
+    ref, outbox, path = store
+    failures: list[Exception] = []
+    ref.tell(Write([SaveSession(session_row("f"), {}), AddMessages("f", [message(1)])]))
+    # a duplicate seqId violates the primary key
+    ref.tell(
+        Write(
+            [AddMessages("f", [message(1)])],
+            [Publication("bad", {}, None)],
+            on_error=failures.append,
+        )
+    )
+    ref.tell(Write([AddMessages("f", [message(2)])], [Publication("good", {}, None)]))
+    drain(ref)
+    events = [e for e, _d, _p in outbox.events]
+    assert "good" in events and "bad" not in events
+    assert len(failures) == 1
+    conn = db.connect(path, readonly=True)
+    messages, _ = db.load_messages(conn, "f", 0, 10)
+    assert [m["seqId"] for m in messages] == [1, 2]
+
+
+def test_post_commit_callbacks_get_results(store: Any) -> None:
+    ref, _outbox, _path = store
+    got: list[Any] = []
+    ref.tell(Write([SaveSession(session_row("d", status="done"), {})]))
+    ref.tell(Write([DeleteSession("d"), DeleteSession("nope")], then=got.append))
+    drain(ref)
+    assert got == [[True, False]]
+
+
+def test_fail_session_only_touches_unfinished_sessions(store: Any) -> None:
+    ref, _outbox, path = store
+    got: list[Any] = []
+    ref.tell(
+        Write([SaveSession(session_row("a"), {}), SaveSession(session_row("b", status="done"), {})])
+    )
+    ref.tell(Write([FailSession("a", "boom"), FailSession("b", "boom")], then=got.append))
+    drain(ref)
+    assert got == [[True, False]]
+    conn = db.connect(path, readonly=True)
+    assert db.get_session(conn, "a")["error"] == "boom"  # type: ignore[index]
+    assert db.get_session(conn, "b")["status"] == "done"  # type: ignore[index]
+
+
+def test_heartbeat_reports_committed_live_sessions(store: Any) -> None:
+    ref, outbox, _path = store
+    ref.tell(
+        Write(
+            [SaveSession(session_row("h"), {}), AddMessages("h", [message(1)])], live_seq=("h", 1)
+        )
+    )
+    ref.tell(Heartbeat())
+    ref.tell(ForgetLive("h"))
+    ref.tell(Heartbeat())
+    drain(ref)
+    beats = [d for e, d, _p in outbox.events if e == "daemon.heartbeat"]
+    assert beats == [{"live": 1, "lastSeqIds": {"h": 1}}, {"live": 0, "lastSeqIds": {}}]
+
+
+def test_retention_victims_by_count_age_and_protection(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "r.db")
+    now = db.now_ms()
+    old = now - 40 * 86_400_000
+    rows = [
+        session_row("p1", "a", "done", updated=now - 5),
+        session_row("p2", "a", "done", updated=now - 4),
+        session_row("p3", "a", "done", updated=now - 3),
+        session_row("run", "a", "running", updated=old),
+        session_row("aged", "b", "done", updated=old),
+        session_row("live", "b", "done", updated=old),
+    ]
+    for i, row in enumerate(rows):
+        row["createdAt"] = now - 100 + i
+        db.upsert_session(conn, row, {})
+    victims = db.retention_victims(
+        conn,
+        keep_count=2,
+        max_age_ms=30 * 86_400_000,
+        project_ids=None,
+        protected={"live"},
+        now=now,
+    )
+    # project a, newest first: run (kept: running), p3, p2 (count 2 reached), p1 (beyond)
+    assert sorted(victims) == ["aged", "p1", "p2"]
+
+
+def test_enforce_retention_operation_deletes_messages_too(store: Any) -> None:
+    ref, _outbox, path = store
+    got: list[Any] = []
+    for i in range(3):
+        row = session_row(f"s{i}", status="done")
+        row["createdAt"] += i
+        ref.tell(Write([SaveSession(row, {}), AddMessages(f"s{i}", [message(1)])]))
+    ref.tell(Write([EnforceRetention(1, 10**12, ("p",), frozenset())], then=got.append))
+    drain(ref)
+    assert sorted(got[0][0]) == ["s0", "s1"]
+    conn = db.connect(path, readonly=True)
+    assert db.load_messages(conn, "s0", 0, 10) == ([], False)
+    assert db.get_session(conn, "s2") is not None
+
+
+def test_reads_do_not_wait_for_an_open_write(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    writer = db.connect(path)
+    db.upsert_session(writer, session_row("w"), {})
+    reader = db.connect(path, readonly=True)
+    writer.execute("BEGIN IMMEDIATE")
+    db.insert_messages(writer, "w", [message(1)])
+    started = time.monotonic()
+    assert db.load_messages(reader, "w", 0, 10) == ([], False)  # snapshot, no wait
+    assert time.monotonic() - started < db.BUSY_TIMEOUT_MS / 1000
+    writer.execute("COMMIT")
+    assert [m["seqId"] for m in db.load_messages(reader, "w", 0, 10)[0]] == [1]
+    with pytest.raises(apsw.ReadOnlyError):
+        reader.execute("DELETE FROM sessions")
