@@ -75,6 +75,9 @@ class ProviderHandle(Protocol):
     def close(self) -> None:
         """End the process gently (stdin EOF, then the ladder). Never blocks."""
 
+    def wait_exit(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds for the process to be gone; True if it is."""
+
 
 class ProviderLauncher(Protocol):
     def launch(self, request: LaunchRequest) -> ProviderHandle:

@@ -50,7 +50,13 @@ from actors.messages import (
 from actors.ports import Outbox, ProviderCatalog, ReplyTo
 from actors.reader import Query, ReaderPool
 from actors.scheduler import Scheduler, Tick
-from actors.session import Control, SessionActor, SessionDeps, new_session_row
+from actors.session import (
+    SHUTDOWN_REASON,
+    Control,
+    SessionActor,
+    SessionDeps,
+    new_session_row,
+)
 from actors.settings import Settings
 from actors.store import (
     DeleteProject,
@@ -728,7 +734,7 @@ class RegistryActor(pykka.ThreadingActor):
                 self._outbox.reply(reply_to, error=ShuttingDown())
             pending.control.stop_turn()
             try:
-                pending.ref.tell(Retire("daemon stopped"))
+                pending.ref.tell(Retire(SHUTDOWN_REASON))
             except pykka.ActorDeadError:
                 pass
         self.starting.clear()
@@ -737,7 +743,7 @@ class RegistryActor(pykka.ThreadingActor):
             if entry.status == "running":
                 entry.control.stop_turn()
             refs.append(entry.ref)
-            self._retire(entry, "daemon stopped")
+            self._retire(entry, SHUTDOWN_REASON)
         done = msg.done
 
         def wait_all() -> None:

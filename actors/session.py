@@ -58,6 +58,8 @@ from protocol.errors import InternalError, ProviderUnavailable, RpcError
 log = logging.getLogger("corral.session")
 
 MAX_TOOL_NAMES = 4096
+SHUTDOWN_REASON = "daemon stopped"
+SHUTDOWN_WAIT_S = 12.0
 RETRY_NOTICE_INTERVAL_S = 10.0
 
 
@@ -519,6 +521,14 @@ class SessionActor(pykka.ThreadingActor):
         self.proc_gen.next()
         if self.proc is not None:
             self.proc.close()
+            # At shutdown the daemon is about to exit and its ladder threads die with
+            # it: see the process gone (bounded) rather than leave an orphan.
+            if reason == SHUTDOWN_REASON and not self.proc.wait_exit(SHUTDOWN_WAIT_S):
+                log.error(
+                    "session %s: provider pid %s outlived the stop ladder",
+                    self.session_id,
+                    self.proc.pid,
+                )
             self.proc = None
         self.control.set(None)
         self._reply_stop_waiters()

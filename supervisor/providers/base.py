@@ -74,6 +74,7 @@ class StreamJsonHandle:
         self._on_messages = request.on_messages
         self._on_exit = request.on_exit
         self._stopping = threading.Event()
+        self._name = name
         self._process = ProviderProcess(
             spec.argv,
             env=spec.env,
@@ -105,9 +106,9 @@ class StreamJsonHandle:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        if self._spec.encode_interrupt is not None:
-            self._process.write(self._spec.encode_interrupt())
-        self._process.close_stdin()
+        # The ladder first: it bounds the stdin work below, which runs on its own
+        # thread because a write to a provider that stopped reading blocks (and
+        # holds the stdin lock) until the ladder's signals end the process.
         self._process.terminate(
             (
                 (0, INTERRUPT_GRACE_S),
@@ -115,14 +116,26 @@ class StreamJsonHandle:
                 (signal.SIGTERM, SIGTERM_GRACE_S),
             )
         )
+        interrupt = self._spec.encode_interrupt
+        self._end_stdin(interrupt() if interrupt is not None else None)
 
     def close(self) -> None:
         self._stopping.set()
-        self._process.close_stdin()
         self._process.terminate(((0, CLOSE_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)))
+        self._end_stdin(None)
 
-    def wait(self, timeout: float) -> ExitInfo | None:
-        return self._process.wait(timeout)
+    def _end_stdin(self, last: bytes | None) -> None:
+        """Write ``last`` (if any), then close stdin, without blocking the caller."""
+
+        def run() -> None:
+            if last is not None:
+                self._process.write(last)
+            self._process.close_stdin()
+
+        threading.Thread(target=run, name=f"{self._name}-stdin-end", daemon=True).start()
+
+    def wait_exit(self, timeout: float) -> bool:
+        return self._process.wait(timeout) is not None
 
     # reader-thread callbacks
 
