@@ -106,3 +106,19 @@ def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
     assert session["status"] == "done" and "error" not in session
     # stopping a finished session just reports it
     assert client.call("agent.stop", {"projectId": "p1"}) == {"sessionId": sid, "status": "done"}
+
+
+def test_prompt_during_a_turn_is_queued_and_answered(
+    client: Client, subscriber: Subscriber
+) -> None:
+    sid = start_mock(client, delayMs=30)["sessionId"]
+    reply = client.call("agent.prompt", {"projectId": "p1", "prompt": "while busy"})
+    assert reply["seqId"] == 2 and reply["status"] == "running"
+    messages, status = collect_messages(subscriber, sid, ("done", "error"), timeout=30)
+    assert status == "done"
+    stored = all_messages(client, sid)
+    users = [m["content"] for m in stored if m["role"] == "user"]
+    assert users == ["hello", "while busy"]
+    # the session was done only after the second answer
+    assert sum(1 for m in stored if m["role"] == "system") == 2
+    assert stored[-1]["role"] == "assistant" and "while busy" in stored[-1]["content"]
