@@ -8,6 +8,7 @@ The database runs in WAL mode so readers never wait for the writer.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -258,15 +259,34 @@ def upsert_session(conn: apsw.Connection, s: dict[str, Any], options: dict[str, 
 
 
 def mark_interrupted(conn: apsw.Connection, error: str) -> int:
-    """Sessions left `running` (or `idle`) by a dead daemon become `error`."""
+    """Sessions left `running` (or `idle`) by a dead daemon become `error`, with a
+    system message saying so at the end of their transcript."""
+    now = now_ms()
     with conn:
-        conn.execute(
-            "UPDATE sessions SET status = 'error', error = ?, updated_at = ? "
-            "WHERE status IN ('running', 'idle')",
-            (error, now_ms()),
-        )
-        changed = conn.changes()
-    return changed
+        rows = conn.execute(
+            "SELECT session_id, last_seq_id FROM sessions WHERE status IN ('running', 'idle')"
+        ).fetchall()
+        for session_id, last_seq in rows:
+            seq = int(last_seq or 0) + 1
+            insert_messages(
+                conn,
+                str(session_id),
+                [
+                    {
+                        "id": uuid.uuid4().hex,
+                        "seqId": seq,
+                        "role": "system",
+                        "content": error,
+                        "timestamp": now,
+                    }
+                ],
+            )
+            conn.execute(
+                "UPDATE sessions SET status = 'error', error = ?, updated_at = ?, "
+                "last_seq_id = ?, message_count = message_count + 1 WHERE session_id = ?",
+                (error, now, seq, session_id),
+            )
+    return len(rows)
 
 
 def fail_session(conn: apsw.Connection, session_id: str, error: str) -> bool:

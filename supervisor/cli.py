@@ -55,7 +55,7 @@ def serve(
     )
     try:
         code = run(cfg)
-    except config_mod.ConfigError as exc:
+    except (config_mod.ConfigError, PermissionError) as exc:
         typer.echo(f"corral: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)

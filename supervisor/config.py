@@ -38,7 +38,9 @@ class DaemonConfig:
 
 
 def config_file(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "~"), ".config")
+    base = env.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: relative values are ignored
+        base = os.path.join(env.get("HOME", "~"), ".config")
     return Path(os.path.expanduser(base)) / "corral" / "config.toml"
 
 

@@ -53,6 +53,10 @@ def test_sigkill_loses_no_published_message(daemon_factory: DaemonFactory) -> No
         assert session["status"] == "error"
         assert session["error"] == "interrupted: daemon restarted"
         assert session["lastSeqId"] >= max(m["seqId"] for m in seen)
+        # the transcript says why it ended, right after the last stored message
+        last = all_messages(client, sid)[-1]
+        assert last["seqId"] == session["lastSeqId"]
+        assert (last["role"], last["content"]) == ("system", "interrupted: daemon restarted")
 
 
 def test_late_subscriber_resyncs_to_the_stored_sequence(daemon: DaemonProcess) -> None:

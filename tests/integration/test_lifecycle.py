@@ -114,7 +114,7 @@ def test_prompt_during_a_turn_is_queued_and_answered(
     sid = start_mock(client, delayMs=30)["sessionId"]
     reply = client.call("agent.prompt", {"projectId": "p1", "prompt": "while busy"})
     assert reply["seqId"] == 2 and reply["status"] == "running"
-    messages, status = collect_messages(subscriber, sid, ("done", "error"), timeout=30)
+    _messages, status = collect_messages(subscriber, sid, ("done", "error"), timeout=30)
     assert status == "done"
     stored = all_messages(client, sid)
     users = [m["content"] for m in stored if m["role"] == "user"]
