@@ -1,0 +1,158 @@
+"""StreamJsonHandle's control calls never block (the ProviderHandle contract).
+
+The provider here is ``sleep``: it never reads its stdin, so once the pipe is
+full every write blocks, as with a provider that hangs. ``stop_turn`` and
+``close`` must still return at once, and the signal ladder must end the process
+(which also frees the blocked writer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.normalized import Normalized
+from actors.ports import ExitReport, LaunchRequest
+from supervisor.proctools import pid_alive
+from supervisor.providers import base
+from supervisor.providers.base import LaunchSpec, StreamJsonHandle
+
+BIG_PROMPT = "x" * (4 * 1024 * 1024)  # far more than a pipe buffer holds
+RETURNS_WITHIN_S = 1.0
+EXIT_WITHIN_S = 10.0
+
+
+class _NoParser:
+    def feed_line(self, line: bytes | str) -> list[Normalized]:
+        return []
+
+
+@pytest.fixture(autouse=True)
+def short_ladder(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("INTERRUPT_GRACE_S", "SIGINT_GRACE_S", "SIGTERM_GRACE_S", "CLOSE_GRACE_S"):
+        monkeypatch.setattr(base, name, 0.3)
+
+
+@pytest.fixture
+def handle(tmp_path: Path) -> Iterator[tuple[StreamJsonHandle, list[ExitReport]]]:
+    exits: list[ExitReport] = []
+    spec = LaunchSpec(
+        argv=["sleep", "60"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        cwd=str(tmp_path),
+        encode_prompt=lambda text: text.encode() + b"\n",
+        encode_interrupt=lambda: b'{"type":"control_request"}\n',
+        parser=_NoParser(),
+    )
+    request = LaunchRequest(
+        session_id="s1",
+        project_id="p1",
+        provider="test",
+        options={},
+        prompt="hello",
+        resume_id=None,
+        settings={},
+        on_messages=lambda _items: None,
+        on_exit=exits.append,
+    )
+    h = StreamJsonHandle(spec, request, name="test-handle")
+    h.start("hello")
+    try:
+        yield h, exits
+    finally:
+        pid = h.pid
+        if pid is not None and h.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        h.wait_exit(EXIT_WITHIN_S)
+
+
+def _blocked_writer(h: StreamJsonHandle) -> tuple[threading.Thread, list[bool]]:
+    """A thread stuck in send_prompt on the full stdin pipe."""
+    sent: list[bool] = []
+    writer = threading.Thread(target=lambda: sent.append(h.send_prompt(BIG_PROMPT)), daemon=True)
+    writer.start()
+    time.sleep(0.2)
+    assert writer.is_alive(), "the write should be blocked on the full pipe"
+    return writer, sent
+
+
+def _returns_at_once(call: object) -> None:
+    assert callable(call)
+    caller = threading.Thread(target=call, daemon=True)
+    began = time.monotonic()
+    caller.start()
+    caller.join(RETURNS_WITHIN_S)
+    assert not caller.is_alive(), "the call blocked behind the stdin writer"
+    assert time.monotonic() - began < RETURNS_WITHIN_S
+
+
+@pytest.mark.parametrize("method", ["stop_turn", "close"])
+def test_control_does_not_block_behind_a_stuck_stdin(
+    method: str, handle: tuple[StreamJsonHandle, list[ExitReport]]
+) -> None:
+    h, exits = handle
+    pid = h.pid
+    assert pid is not None
+    writer, sent = _blocked_writer(h)
+
+    _returns_at_once(getattr(h, method))
+
+    assert h.wait_exit(EXIT_WITHIN_S)
+    assert not pid_alive(pid)
+    writer.join(EXIT_WITHIN_S)
+    assert not writer.is_alive()
+    assert sent == [False]  # the dead process's pipe refused the rest
+    assert len(exits) == 1 and exits[0].stopped_by_us
+
+
+def test_stop_turn_still_sends_the_interrupt_and_eof(tmp_path: Path) -> None:
+    """With a provider that reads stdin, the interrupt line and EOF still arrive."""
+    out = tmp_path / "stdin.txt"
+    exits: list[ExitReport] = []
+    done = threading.Event()
+
+    def exited(report: ExitReport) -> None:
+        exits.append(report)
+        done.set()
+
+    spec = LaunchSpec(
+        argv=["sh", "-c", f"cat > {out}"],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        cwd=str(tmp_path),
+        encode_prompt=lambda text: text.encode() + b"\n",
+        encode_interrupt=lambda: b"INTERRUPT\n",
+        parser=_NoParser(),
+    )
+    request = LaunchRequest(
+        session_id="s1",
+        project_id="p1",
+        provider="test",
+        options={},
+        prompt="hello",
+        resume_id=None,
+        settings={},
+        on_messages=lambda _items: None,
+        on_exit=exited,
+    )
+    h = StreamJsonHandle(spec, request, name="test-cat")
+    h.start("hello")
+    try:
+        _returns_at_once(h.stop_turn)
+        assert done.wait(EXIT_WITHIN_S)
+        assert exits[0].returncode == 0  # cat ended on EOF, before any signal
+        assert out.read_text() == "hello\nINTERRUPT\n"
+        assert h.send_prompt("late") is False
+    finally:
+        pid = h.pid
+        if pid is not None and h.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        h.wait_exit(EXIT_WITHIN_S)
