@@ -7,6 +7,7 @@ The RegistryActor owns the live settings; this module is pure.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -62,6 +63,14 @@ def _absolute_dir(value: str) -> None:
         raise ValueError("must be an existing directory")
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _process_safe(value: object) -> bool:
+    """A string a process can take as an argument or env value (no NUL)."""
+    return isinstance(value, str) and "\x00" not in value
+
+
 def _provider_settings(value: str) -> None:
     try:
         parsed = orjson.loads(value)
@@ -77,18 +86,24 @@ def _provider_settings(value: str) -> None:
         for key, item in entry.items():
             if key == "enabled" and not isinstance(item, bool):
                 raise ValueError(f"{name}.enabled: must be a boolean")
-            elif key == "defaultModel" and not isinstance(item, str):
-                raise ValueError(f"{name}.defaultModel: must be a string")
+            elif key == "defaultModel" and not _process_safe(item):
+                raise ValueError(f"{name}.defaultModel: must be a string without NUL")
             elif key == "config" and not isinstance(item, dict):
                 raise ValueError(f"{name}.config: must be an object")
             elif key not in ("enabled", "defaultModel", "config"):
                 raise ValueError(f"{name}: unknown key {key!r}")
-        env = entry.get("config", {}).get("env")
+        config = entry.get("config", {})
+        env = config.get("env")
         if env is not None and (
             not isinstance(env, dict)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+            or not all(
+                isinstance(k, str) and _ENV_NAME.fullmatch(k) and _process_safe(v)
+                for k, v in env.items()
+            )
         ):
-            raise ValueError(f"{name}.config.env: must map strings to strings")
+            raise ValueError(f"{name}.config.env: must map variable names to strings without NUL")
+        if "bin" in config and not (_process_safe(config["bin"]) and config["bin"]):
+            raise ValueError(f"{name}.config.bin: must be a non-empty path without NUL")
 
 
 VALIDATORS: dict[str, Callable[[str], None]] = {

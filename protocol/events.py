@@ -85,6 +85,7 @@ EVENTS: dict[str, dict] = {
     "settings.changed": _data(
         {
             "key": {"type": "string", "description": "the setting that changed"},
+            "value": {"type": "string", "description": "its new value"},
             "settings": {
                 "type": "object",
                 "description": "every setting after the change",

@@ -58,6 +58,10 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_EXTRA_ENV = 256
 MAX_ADDITIONAL_DIRECTORIES = 256
 MAX_TURNS_LIMIT = 1_000_000
+INT64_MAX = 2**63 - 1
+"""Largest integer param that is compared with stored values (SQLite's integer range)."""
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""Strings that become a path, an argv entry or an environment value cannot hold NUL."""
 
 PROVIDERS: tuple[str, ...] = ("claude", "codex", "ollama", "mock")
 PERMISSION_MODES: tuple[str, ...] = ("default", "acceptEdits", "bypassPermissions", "plan")
@@ -107,10 +111,18 @@ KNOWN_REASONS: frozenset[str] = frozenset(cls.reason for cls in ALL_ERRORS)
 # --------------------------------------------------------------------------- helpers
 
 
-def _str(description: str, *, max_bytes: int = STRING_MAX_BYTES, non_empty: bool = False) -> dict:
+def _str(
+    description: str,
+    *,
+    max_bytes: int = STRING_MAX_BYTES,
+    non_empty: bool = False,
+    no_nul: bool = False,
+) -> dict:
     schema: dict[str, Any] = {"type": "string", "description": description, "maxBytes": max_bytes}
     if non_empty:
         schema["minLength"] = 1
+    if no_nul:
+        schema["pattern"] = NO_NUL_PATTERN
     return schema
 
 
@@ -321,27 +333,33 @@ _START_PARAMS = _params(
         "projectId": PROJECT_ID,
         "provider": PROVIDER,
         "prompt": _str("the first prompt", max_bytes=PROMPT_MAX_BYTES, non_empty=True),
-        "cwd": _str("working directory of the agent (absolute path)", non_empty=True),
-        "model": _str("model name; omit for the provider's default", non_empty=True),
-        "systemPrompt": _str("text appended to the provider's system prompt"),
+        "cwd": _str("working directory of the agent (absolute path)", non_empty=True, no_nul=True),
+        "model": _str("model name; omit for the provider's default", non_empty=True, no_nul=True),
+        "systemPrompt": _str(
+            "system prompt for the agent (claude: replaces the default one, or is appended "
+            "when providerConfig.appendSystemPrompt is true)",
+            no_nul=True,
+        ),
         "maxTurns": _int("maximum agent turns", 1, MAX_TURNS_LIMIT),
         "permissionMode": PERMISSION_MODE,
-        "claudeConfigDir": _str("CLAUDE_CONFIG_DIR for the claude provider", non_empty=True),
+        "claudeConfigDir": _str(
+            "CLAUDE_CONFIG_DIR for the claude provider", non_empty=True, no_nul=True
+        ),
         "extraEnv": {
             "type": "object",
             "description": "extra environment variables (name -> value); "
             "refused names are reported in the result's droppedEnv",
             "maxProperties": MAX_EXTRA_ENV,
             "propertyNames": {"type": "string", "pattern": ENV_NAME_PATTERN, "maxBytes": 256},
-            "additionalProperties": _str("environment variable value"),
+            "additionalProperties": _str("environment variable value", no_nul=True),
         },
         "additionalDirectories": {
             "type": "array",
             "description": "more directories the agent may access",
             "maxItems": MAX_ADDITIONAL_DIRECTORIES,
-            "items": _str("directory path", non_empty=True),
+            "items": _str("directory path", non_empty=True, no_nul=True),
         },
-        "worktreeName": _str("name of a git worktree to run in", non_empty=True),
+        "worktreeName": _str("name of a git worktree to run in", non_empty=True, no_nul=True),
         "providerConfig": {
             "type": "object",
             "description": "provider-specific options (validated by the daemon per provider)",
@@ -442,7 +460,7 @@ _SPECS: tuple[MethodSpec, ...] = (
         "Stop the project's current session.",
         _PROJECT_PARAMS,
         _result({"sessionId": {"type": "string"}, "status": SESSION_STATUS}),
-        ("no_session",),
+        ("no_session", "start_in_progress"),
     ),
     MethodSpec(
         "agent.prompt",
@@ -461,7 +479,7 @@ _SPECS: tuple[MethodSpec, ...] = (
                 "seqId": _int("seqId of the prompt's user message", 1),
             }
         ),
-        ("no_session",),
+        ("no_session", "start_in_progress", "provider_unavailable"),
     ),
     MethodSpec(
         "session.get",
@@ -477,7 +495,7 @@ _SPECS: tuple[MethodSpec, ...] = (
                 "projectId": PROJECT_ID,
                 "status": SESSION_STATUS,
                 "limit": _int("at most this many sessions", 1, 500, default=50),
-                "before": _int(f"only sessions created before this time ({MS})"),
+                "before": _int(f"only sessions created before this time ({MS})", maximum=INT64_MAX),
             }
         ),
         _result({"sessions": {"type": "array", "items": SESSION}}),
@@ -494,7 +512,7 @@ _SPECS: tuple[MethodSpec, ...] = (
         _params(
             {
                 "sessionId": SESSION_ID,
-                "afterSeq": _int("only messages with a larger seqId", 0, default=0),
+                "afterSeq": _int("only messages with a larger seqId", 0, INT64_MAX, default=0),
                 "limit": _int("at most this many messages", 1, 5000, default=500),
             },
             ("sessionId",),
@@ -513,6 +531,7 @@ _SPECS: tuple[MethodSpec, ...] = (
         "Make the newest done/error stored session the project's current one.",
         _PROJECT_PARAMS,
         _result({"restored": {"type": "boolean"}, "session": SESSION_OR_NULL}),
+        ("start_in_progress",),
     ),
     MethodSpec(
         "session.clear",
@@ -546,7 +565,7 @@ _SPECS: tuple[MethodSpec, ...] = (
         _params(
             {
                 "key": {"type": "string", "enum": list(SETTINGS_KEYS)},
-                "value": _str("the new value (validated per key)"),
+                "value": _str("the new value (validated per key)", no_nul=True),
             },
             ("key", "value"),
         ),

@@ -61,6 +61,7 @@ class Daemon:
         self.boot = uuid.uuid4().hex[:12]
         self.started_at = db.now_ms()
         self.stop_requested = threading.Event()
+        self.stop_reason = "shutdown requested"
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._outbox = RouterOutbox()
         self._scheduler = Scheduler()
@@ -138,9 +139,9 @@ class Daemon:
         self._outbox.publish(
             "daemon.started",
             {
-                "boot": self.boot,
-                "pid": os.getpid(),
                 "version": version(),
+                "pid": os.getpid(),
+                "startedAt": self.started_at,
                 "endpoints": info["endpoints"],
             },
         )
@@ -204,7 +205,7 @@ class Daemon:
             self._store.tell(Drain(then=drained.set))
             if not drained.wait(10.0):
                 log.error("shutdown: the store did not drain in time")
-        self._outbox.publish("daemon.stopping", {"boot": self.boot})
+        self._outbox.publish("daemon.stopping", {"reason": self.stop_reason})
         self._scheduler.stop()
         self._stop_actors()
         if self._router is not None:
@@ -247,6 +248,7 @@ def serve(config: DaemonConfig) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received signal %d, stopping", signum)
+        daemon.stop_reason = f"signal {signal.Signals(signum).name}"
         daemon.stop_requested.set()
 
     # Handlers first: a stop request right after READY must still be clean.

@@ -12,6 +12,7 @@ from protocol.events import EVENTS
 from protocol.methods import (
     GENERIC_ERRORS,
     METHODS,
+    NO_NUL_PATTERN,
     PROMPT_MAX_BYTES,
     SESSION,
     STRING_MAX_BYTES,
@@ -93,7 +94,7 @@ def out_of_range(schema: dict) -> list[object]:
     if "maxBytes" in schema:
         out.append("é" * (schema["maxBytes"] // 2 + 1))
     if "pattern" in schema:
-        out.append("-starts-with-dash")
+        out.append("a\x00b" if schema["pattern"] == NO_NUL_PATTERN else "-starts-with-dash")
     if "minimum" in schema:
         out.append(schema["minimum"] - 1)
     if "maximum" in schema:
@@ -275,8 +276,11 @@ def test_describe_errors_match_contract() -> None:
         "overloaded",
         "invalid_params",
     }
-    assert errors["agent.stop"] == ["no_session"]
-    assert errors["agent.prompt"] == ["no_session"]
+    # the contract's reasons come first; corral also names what it answers while a
+    # start is in flight and when relaunching a provider for a prompt fails
+    assert errors["agent.stop"] == ["no_session", "start_in_progress"]
+    assert errors["agent.prompt"] == ["no_session", "start_in_progress", "provider_unavailable"]
+    assert errors["session.restore"] == ["start_in_progress"]
     assert errors["session.messages.load"] == ["not_found"]
     assert errors["session.purge"] == ["session_running"]
     assert errors["project.purge"] == ["session_running"]
