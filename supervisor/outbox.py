@@ -68,15 +68,19 @@ class RouterOutbox:
                 pass
 
     def take_wakeups(self) -> None:
-        """Router side: clear the wake-up before draining (a later put wakes again)."""
-        self._signalled = False
+        """Router side, before draining the queue: empty the pipe, then clear the flag.
+
+        In this order a put racing us either finds the flag still set (and its item
+        is drained right after) or sets it again and writes a fresh byte; clearing
+        the flag first could swallow that byte and leave the flag set for good."""
         try:
             while os.read(self.wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+        self._signalled = False
 
-    def drain(self, limit: int = 10_000) -> list[ReplyItem | PublishItem]:
+    def drain(self, limit: int = 1000) -> list[ReplyItem | PublishItem]:
         items: list[ReplyItem | PublishItem] = []
         try:
             while len(items) < limit:

@@ -39,6 +39,7 @@ REFUSED_WHILE_STOPPING = frozenset({"agent.start", "agent.prompt", "session.rest
 MAX_IN_FLIGHT = 10_000
 PUB_HWM = 10_000
 MAX_ZMQ_MESSAGE = 16 * 1024 * 1024
+OUTBOX_SLICE = 500
 
 
 @dataclass
@@ -120,16 +121,20 @@ class Router:
         poller = zmq.Poller()
         poller.register(self._rpc, zmq.POLLIN)
         poller.register(self._outbox.wake_r, zmq.POLLIN)
+        backlog = False
         try:
             while not self._stop.is_set():
-                ready = dict(poller.poll(250))
+                # With a backlog, only peek at the sockets: requests get their turn
+                # between bounded slices of outbox work (fair under a flood).
+                ready = dict(poller.poll(0 if backlog else 250))
                 if self._rpc in ready:
                     self._read_requests()
                 if self._outbox.wake_r in ready:
                     self._outbox.take_wakeups()
-                self._flush_outbox()
+                backlog = self._flush_outbox()
             self._outbox.take_wakeups()
-            self._flush_outbox()
+            while self._flush_outbox():
+                pass
         except Exception:
             log.exception("router loop crashed")
         finally:
@@ -148,19 +153,18 @@ class Router:
             except Exception:
                 log.exception("router: request handling failed")
 
-    def _flush_outbox(self) -> None:
-        while True:
-            items = self._outbox.drain()
-            for item in items:
-                try:
-                    if isinstance(item, ReplyItem):
-                        self._deliver(item)
-                    else:
-                        self._publish(item)
-                except Exception:
-                    log.exception("router: delivering %r failed", type(item).__name__)
-            if len(items) < 10_000:
-                return
+    def _flush_outbox(self) -> bool:
+        """Deliver one bounded slice of the outbox; True if more may be waiting."""
+        items = self._outbox.drain(OUTBOX_SLICE)
+        for item in items:
+            try:
+                if isinstance(item, ReplyItem):
+                    self._deliver(item)
+                else:
+                    self._publish(item)
+            except Exception:
+                log.exception("router: delivering %r failed", type(item).__name__)
+        return len(items) >= OUTBOX_SLICE
 
     # ------------------------------------------------------------ requests
 
