@@ -1,0 +1,106 @@
+"""Start option resolution (the seed's defaults) and the extraEnv filter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from actors.options import filter_env, resolve
+from actors.settings import DEFAULTS, Settings
+from protocol.errors import InvalidParams
+
+
+def settings(**overrides: str) -> Settings:
+    values = dict(DEFAULTS)
+    values.update(overrides)
+    return Settings(values)
+
+
+def test_missing_options_come_from_settings(tmp_path: Path) -> None:
+    s = settings(
+        permission_mode="acceptEdits",
+        system_prompt_template="Be brief.",
+        default_cwd=str(tmp_path),
+        provider_settings=orjson.dumps({"claude": {"defaultModel": "claude-x"}}).decode(),
+    )
+    options, dropped = resolve({"provider": "claude", "prompt": "p", "projectId": "a"}, s)
+    assert options == {
+        "permissionMode": "acceptEdits",
+        "systemPrompt": "Be brief.",
+        "cwd": str(tmp_path),
+        "model": "claude-x",
+        "extraEnv": {},
+    }
+    assert dropped == []
+
+
+def test_explicit_options_win(tmp_path: Path) -> None:
+    s = settings(permission_mode="plan", system_prompt_template="T", default_cwd="/")
+    params = {
+        "provider": "mock",
+        "prompt": "p",
+        "projectId": "a",
+        "cwd": str(tmp_path),
+        "model": "m",
+        "systemPrompt": "mine",
+        "permissionMode": "default",
+        "maxTurns": 3,
+    }
+    options, _ = resolve(params, s)
+    assert options["cwd"] == str(tmp_path) and options["model"] == "m"
+    assert options["systemPrompt"] == "mine" and options["permissionMode"] == "default"
+    assert options["maxTurns"] == 3
+    assert "prompt" not in options and "projectId" not in options
+
+
+def test_cwd_defaults_to_home_and_must_exist(tmp_path: Path) -> None:
+    options, _ = resolve({"provider": "mock", "prompt": "p", "projectId": "a"}, settings())
+    assert options["cwd"] == os.path.expanduser("~")
+    assert "model" not in options and "systemPrompt" not in options
+    for bad in ("relative/dir", str(tmp_path / "missing")):
+        with pytest.raises(InvalidParams) as info:
+            resolve({"provider": "mock", "prompt": "p", "projectId": "a", "cwd": bad}, settings())
+        assert info.value.field == "cwd"
+
+
+def test_extra_env_filter_drops_provider_keys() -> None:
+    kept, dropped = filter_env(
+        {
+            "ANTHROPIC_API_KEY": "x",
+            "ANTHROPIC_BASE_URL": "y",
+            "CLAUDE_CONFIG_DIR": "z",
+            "CLAUDECODE": "1",
+            "CODEX_HOME": "h",
+            "OLLAMA_HOST": "o",
+            "CLAUDE_CODE_EXPERIMENTAL_FOO": "ok",
+            "MY_VAR": "v",
+            "ANTHROPICX": "kept",
+        }
+    )
+    assert kept == {"CLAUDE_CODE_EXPERIMENTAL_FOO": "ok", "MY_VAR": "v", "ANTHROPICX": "kept"}
+    assert dropped == sorted(
+        [
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "CLAUDE_CONFIG_DIR",
+            "CLAUDECODE",
+            "CODEX_HOME",
+            "OLLAMA_HOST",
+        ]
+    )
+
+
+def test_resolve_reports_dropped_env() -> None:
+    options, dropped = resolve(
+        {
+            "provider": "mock",
+            "prompt": "p",
+            "projectId": "a",
+            "extraEnv": {"ANTHROPIC_API_KEY": "k", "FOO": "1"},
+        },
+        settings(),
+    )
+    assert options["extraEnv"] == {"FOO": "1"} and dropped == ["ANTHROPIC_API_KEY"]
