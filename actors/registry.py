@@ -729,21 +729,25 @@ class RegistryActor(pykka.ThreadingActor):
 
     def _on_shutdown(self, msg: Shutdown) -> None:
         self.shutting_down = True
+        refs = []
+        # Retire is told before the process is signalled (as for Stop): whatever the
+        # interrupted process prints then queues behind it, so the session records
+        # the interruption, not the provider's report of it.
         for pending in list(self.starting.values()):
             for reply_to in pending.waiters:
                 self._outbox.reply(reply_to, error=ShuttingDown())
-            pending.control.stop_turn()
             try:
                 pending.ref.tell(Retire(SHUTDOWN_REASON))
             except pykka.ActorDeadError:
                 pass
+            pending.control.stop_turn()
+            refs.append(pending.ref)
         self.starting.clear()
-        refs = []
         for entry in list(self.projects.values()):
-            if entry.status == "running":
-                entry.control.stop_turn()
             refs.append(entry.ref)
             self._retire(entry, SHUTDOWN_REASON)
+            if entry.status == "running":
+                entry.control.stop_turn()
         done = msg.done
 
         def wait_all() -> None:

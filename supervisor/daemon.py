@@ -30,6 +30,7 @@ from actors.registry import RegistryActor
 from actors.scheduler import Scheduler
 from actors.store import Drain, Heartbeat, StoreActor
 from protocol import endpoints
+from supervisor import proctools
 from supervisor.config import ConfigError, DaemonConfig
 from supervisor.notify import sd_notify
 from supervisor.outbox import RouterOutbox
@@ -76,6 +77,12 @@ class Daemon:
     # ------------------------------------------------------------ start
 
     def start(self) -> None:
+        # Orphans of provider trees (tools in sessions of their own) come to us,
+        # not to init, so they can still be killed and reaped.
+        if proctools.become_subreaper():
+            log.debug("child subreaper: orphaned provider descendants are reparented to us")
+        else:
+            log.debug("cannot become a child subreaper: orphaned descendants go to init")
         cfg = self.config
         endpoints.ensure_private_dir(cfg.data_dir)
         for url in (cfg.rpc_url, cfg.events_url):

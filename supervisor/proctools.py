@@ -1,28 +1,72 @@
-"""Small Linux process helpers read from ``/proc``.
+"""Small Linux process helpers read from ``/proc`` (and one ``prctl``).
 
-Owns the questions "which processes are in this process group?" and "is this
-PID still a live process?", answered without signalling anything.  Zombies
-(state ``Z``) and dead tasks (state ``X``) count as *not* alive: they hold a
-PID but run nothing and cannot be killed any further.
+Owns the questions "which processes are in this process group / session?",
+"which processes descend from this one?" and "is this PID still a live
+process?", answered without signalling anything.  Zombies (state ``Z``) and
+dead tasks (state ``X``) count as *not* alive: they hold a PID but run
+nothing and cannot be killed any further.
+
+Everything read from ``/proc`` is a snapshot: processes may start, exit or be
+reparented while it is read, so every helper tolerates vanished entries.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
+from typing import NamedTuple
 
-__all__ = ["pid_alive", "pids_in_group", "process_group_of", "read_stat"]
+__all__ = [
+    "ProcStat",
+    "become_subreaper",
+    "children_of",
+    "descendants",
+    "is_subreaper",
+    "parent_of",
+    "pid_alive",
+    "pids_in_group",
+    "proc_stat",
+    "process_group_of",
+    "read_stat",
+    "session_members",
+]
 
 _PROC = "/proc"
 _DEAD_STATES = frozenset("ZX")
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+#: Default bound on how many processes :func:`descendants` returns.
+DESCENDANTS_LIMIT = 4096
 
 
-def read_stat(pid: int) -> tuple[str, int, int] | None:
-    """Return ``(state, ppid, pgrp)`` of ``pid`` from ``/proc/<pid>/stat``.
+class ProcStat(NamedTuple):
+    """The fields of ``/proc/<pid>/stat`` this package uses."""
 
-    ``None`` when the process does not exist (or the file cannot be parsed).
+    pid: int
+    state: str  # one letter: R, S, D, T, Z, X, ...
+    ppid: int
+    pgrp: int
+    session: int
+    start: int  # start time in clock ticks after boot (field 22)
+
+    @property
+    def dead(self) -> bool:
+        """A zombie or a dead task: nothing left to signal."""
+        return self.state in _DEAD_STATES
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """Parse ``/proc/<pid>/stat``; ``None`` if the process does not exist.
+
     The command name field may contain spaces and parentheses, so the fixed
-    fields are taken after the *last* ``)``.
+    fields are taken after the *last* ``)``.  ``(pid, start)`` identifies a
+    process across PID reuse (two processes with one PID started in the same
+    clock tick are not told apart).
     """
+    if pid <= 0:
+        return None
     try:
         with open(f"{_PROC}/{pid}/stat", "rb") as fh:
             raw = fh.read()
@@ -33,48 +77,167 @@ def read_stat(pid: int) -> tuple[str, int, int] | None:
         return None
     fields = rest.split()
     try:
-        return fields[0].decode("ascii", "replace"), int(fields[1]), int(fields[2])
+        return ProcStat(
+            pid,
+            fields[0].decode("ascii", "replace"),
+            int(fields[1]),
+            int(fields[2]),
+            int(fields[3]),
+            int(fields[19]),
+        )
     except (IndexError, ValueError):
         return None
 
 
+def read_stat(pid: int) -> tuple[str, int, int] | None:
+    """Return ``(state, ppid, pgrp)`` of ``pid``, or ``None`` (see :func:`proc_stat`)."""
+    st = proc_stat(pid)
+    return None if st is None else (st.state, st.ppid, st.pgrp)
+
+
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie (or otherwise dead task)."""
-    if pid <= 0:
-        return False
-    stat = read_stat(pid)
-    return stat is not None and stat[0] not in _DEAD_STATES
+    st = proc_stat(pid)
+    return st is not None and not st.dead
 
 
 def process_group_of(pid: int) -> int | None:
     """The process group of a live (non-zombie) ``pid``, or ``None``."""
-    stat = read_stat(pid)
-    if stat is None or stat[0] in _DEAD_STATES:
+    st = proc_stat(pid)
+    if st is None or st.dead:
         return None
-    return stat[2]
+    return st.pgrp
 
 
-def pids_in_group(pgid: int, *, include_zombies: bool = False) -> list[int]:
-    """PIDs whose process group is ``pgid``, sorted; zombies left out by default.
+def parent_of(pid: int) -> int | None:
+    """The parent PID of ``pid`` (zombies included), or ``None`` if it is gone."""
+    st = proc_stat(pid)
+    return None if st is None else st.ppid
 
-    A snapshot: processes may start or exit while ``/proc`` is being scanned.
-    """
-    if pgid <= 0:
-        return []
+
+def _all_stats() -> list[ProcStat]:
     try:
         names = os.listdir(_PROC)
     except OSError:
         return []
-    found: list[int] = []
+    found: list[ProcStat] = []
     for name in names:
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        stat = read_stat(pid)
-        if stat is None or stat[2] != pgid:
-            continue
-        if not include_zombies and stat[0] in _DEAD_STATES:
-            continue
-        found.append(pid)
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st is not None:
+                found.append(st)
+    return found
+
+
+def pids_in_group(pgid: int, *, include_zombies: bool = False) -> list[int]:
+    """PIDs whose process group is ``pgid``, sorted; zombies left out by default."""
+    if pgid <= 0:
+        return []
+    return sorted(
+        st.pid for st in _all_stats() if st.pgrp == pgid and (include_zombies or not st.dead)
+    )
+
+
+def session_members(sid: int, *, include_zombies: bool = False) -> list[ProcStat]:
+    """The processes of session ``sid`` (by PID); zombies left out by default."""
+    if sid <= 0:
+        return []
+    found = [st for st in _all_stats() if st.session == sid and (include_zombies or not st.dead)]
     found.sort()
     return found
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of ``pid`` (of all its threads), zombies included.
+
+    Read from ``/proc/<pid>/task/*/children``; empty if ``pid`` is gone.
+    """
+    try:
+        tasks = os.listdir(f"{_PROC}/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"{_PROC}/{pid}/task/{tid}/children", "rb") as fh:
+                found += [int(part) for part in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def descendants(pid: int, *, limit: int = DESCENDANTS_LIMIT) -> list[int]:
+    """The live descendants of ``pid`` (children, their children, ...), sorted.
+
+    At most ``limit`` of them.  A child that exits while the tree is walked
+    is skipped, and a PID is only followed while ``/proc`` still shows it as
+    a child of the process it was listed under.
+    """
+    found: set[int] = set()
+    todo = [pid]
+    while todo and len(found) < limit:
+        parent = todo.pop()
+        for child in children_of(parent):
+            if child in found or child == pid:
+                continue
+            st = proc_stat(child)
+            if st is None or st.dead or st.ppid != parent:
+                continue
+            found.add(child)
+            todo.append(child)
+            if len(found) >= limit:
+                break
+    return sorted(found)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (``PR_SET_CHILD_SUBREAPER``).
+
+    Orphaned descendants are then reparented to this process instead of
+    init, so it can still find, kill and must reap them.  The attribute is
+    not inherited by children.  ``False`` if unsupported (not Linux, or the
+    call failed).
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    try:
+        rc = libc.prctl(
+            ctypes.c_int(_PR_SET_CHILD_SUBREAPER),
+            ctypes.c_ulong(1),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+    except (AttributeError, OSError):
+        return False
+    return int(rc) == 0
+
+
+def is_subreaper() -> bool:
+    """True if this process is a child subreaper (``PR_GET_CHILD_SUBREAPER``)."""
+    libc = _libc()
+    if libc is None:
+        return False
+    value = ctypes.c_int(0)
+    try:
+        rc = libc.prctl(
+            ctypes.c_int(_PR_GET_CHILD_SUBREAPER),
+            ctypes.byref(value),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+    except (AttributeError, OSError):
+        return False
+    return int(rc) == 0 and value.value != 0

@@ -320,15 +320,6 @@ class ToolProcessesSurvived(AssertionError):
     """The tool processes of a claude that died are still running."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ToolProcessesSurvived,
-    reason=(
-        "Claude Code runs each Bash tool in a new session (setsid), outside the process "
-        "group ProviderProcess kills; once claude itself dies (crash, or the ladder's "
-        "final SIGKILL) the tool's shell and its children are orphaned and keep running"
-    ),
-)
 def test_crashed_claude_leaves_no_tool_process(
     rig: Rig, daemon_factory: DaemonFactory, fake_anthropic: FakeAnthropicFactory
 ) -> None:
