@@ -637,8 +637,9 @@ _TRACKER = _Tracker()
 class ProviderProcess:
     """A provider CLI child process in its own process group.
 
-    Callbacks: ``on_line(bytes)`` for each stdout line and then
-    ``on_exit(ExitInfo)`` exactly once, all on the stdout reader thread.
+    Callbacks: ``on_line(bytes)`` for each stdout line, or ``on_lines(list)``
+    once per read with the lines it completed (fewer hand-offs under a flood),
+    and then ``on_exit(ExitInfo)`` exactly once, all on the stdout reader thread.
     Exceptions from either callback are logged and swallowed.
     """
 
@@ -648,8 +649,9 @@ class ProviderProcess:
         *,
         env: Mapping[str, str],
         cwd: str,
-        on_line: Callable[[bytes], None],
+        on_line: Callable[[bytes], None] | None = None,
         on_exit: Callable[[ExitInfo], None],
+        on_lines: Callable[[list[bytes]], None] | None = None,
         stdin_pipe: bool = False,
         stderr_tail_bytes: int = 64 * 1024,
         max_line_bytes: int = 8 * 1024 * 1024,
@@ -658,10 +660,13 @@ class ProviderProcess:
     ) -> None:
         if not argv:
             raise ValueError("argv must not be empty")
+        if (on_line is None) == (on_lines is None):
+            raise ValueError("give exactly one of on_line and on_lines")
         self._argv = list(argv)
         self._env = dict(env)
         self._cwd = cwd
         self._on_line = on_line
+        self._on_lines = on_lines
         self._on_exit = on_exit
         self._stdin_pipe = stdin_pipe
         self._stderr_cap = max(0, stderr_tail_bytes)
@@ -1095,16 +1100,25 @@ class ProviderProcess:
             if exited:
                 idle_deadline = time.monotonic() + self._drain_timeout
 
-    def _deliver(self, line: bytes) -> None:
+    def _deliver(self, lines: list[bytes]) -> None:
         try:
-            self._on_line(line)
+            if self._on_lines is not None:
+                self._on_lines(lines)
+                return
+            assert self._on_line is not None
+            for line in lines:
+                try:
+                    self._on_line(line)
+                except Exception:
+                    log.exception("%s: on_line callback failed", self._name)
         except Exception:
-            log.exception("%s: on_line callback failed", self._name)
+            log.exception("%s: on_lines callback failed", self._name)
 
     def _on_stdout(self, data: bytes) -> None:
         before = self._splitter.truncated_lines
-        for line in self._splitter.feed(data):
-            self._deliver(line)
+        lines = self._splitter.feed(data)
+        if lines:
+            self._deliver(lines)
         if self._splitter.truncated_lines != before:
             log.warning(
                 "%s: stdout line longer than %d bytes cut (%d line(s) so far)",
@@ -1138,7 +1152,7 @@ class ProviderProcess:
             log.exception("%s: stdout reader failed", self._name)
         last = self._splitter.finish()
         if last is not None:
-            self._deliver(last)
+            self._deliver([last])
         # stdout may end long before the exit (the child closed it): wait.
         self._reaped.wait()
         self._finish()

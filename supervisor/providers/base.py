@@ -79,7 +79,7 @@ class StreamJsonHandle:
             spec.argv,
             env=spec.env,
             cwd=spec.cwd,
-            on_line=self._line,
+            on_lines=self._lines,
             on_exit=self._exited,
             stdin_pipe=True,
             name=name,
@@ -139,10 +139,13 @@ class StreamJsonHandle:
 
     # reader-thread callbacks
 
-    def _line(self, raw: bytes) -> None:
-        if not raw.strip():
-            return
-        items = self._spec.parser.feed_line(raw)
+    def _lines(self, raws: list[bytes]) -> None:
+        # One hand-off per read: a flood becomes a few large session steps
+        # (one commit, one event each) instead of one per line.
+        items: list[Normalized] = []
+        for raw in raws:
+            if raw.strip():
+                items.extend(self._spec.parser.feed_line(raw))
         if items:
             self._on_messages(items)
 

@@ -219,6 +219,33 @@ def test_lines_in_order_crlf_and_unterminated_last_line(h: Harness) -> None:
     assert rec.line_threads == {rec.exit_thread}  # all on the reader thread
 
 
+def test_on_lines_gets_whole_reads_in_order(h: Harness) -> None:
+    batches: list[list[bytes]] = []
+    code = (
+        "import sys\n"
+        "w = sys.stdout.buffer.write\n"
+        "w(b''.join(b'line %d\\n' % i for i in range(3000)))\n"
+        "w(b'tail')\n"
+    )
+    p, rec = h.spawn(code, on_line=None, on_lines=batches.append)
+    info = p.wait(10)
+    assert info is not None and info.returncode == 0
+    flat = [line for batch in batches for line in batch]
+    assert flat == [b"line %d" % i for i in range(3000)] + [b"tail"]
+    assert len(batches) < 3000  # several lines per hand-off
+    assert all(batches)  # never an empty batch
+    assert rec.exits == [info]
+
+
+def test_exactly_one_line_callback(h: Harness) -> None:
+    both = {"on_line": lambda line: None, "on_lines": lambda lines: None}
+    for kw in ({"on_line": None}, both):
+        with pytest.raises(ValueError, match="exactly one"):
+            ProviderProcess(
+                [PY, "-c", "pass"], env={}, cwd=str(h.tmp), on_exit=lambda info: None, **kw
+            )  # type: ignore[arg-type]
+
+
 def test_huge_line_is_truncated_not_buffered(h: Harness) -> None:
     code = (
         "import sys\n"
