@@ -735,6 +735,8 @@ class ProviderProcess:
         self._pgid = proc.pid  # start_new_session: the child leads its group
         if proc.stdin is not None:
             self._stdin_fd = proc.stdin.fileno()
+            # Non-blocking, so a write can give up at its deadline (see write()).
+            os.set_blocking(self._stdin_fd, False)
         log.debug("%s: started pid %d: %s", self._name, proc.pid, self._argv[0])
 
         self._wait_thread = threading.Thread(
@@ -797,21 +799,44 @@ class ProviderProcess:
 
     # ------------------------------------------------------------------ stdin
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, timeout: float | None = None) -> bool:
         """Write all of ``data`` to the child's stdin.
 
         Thread-safe; never raises.  ``False`` if there is no stdin pipe, it
-        was closed, or the child is gone (broken pipe).  Blocks while the pipe
-        is full; a child that stops reading is unblocked by :meth:`terminate`.
+        was closed, the child is gone (broken pipe), or the pipe stayed full
+        for ``timeout`` seconds (a child that stopped reading; ``None`` waits
+        until :meth:`terminate` ends it).  After a timeout part of ``data`` may
+        have been written: the caller should treat the child as unusable.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._stdin_lock:
             fd = self._stdin_fd
             if fd is None:
                 return False
             view = memoryview(data)
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
             try:
                 while view:
-                    written = os.write(fd, view)
+                    try:
+                        written = os.write(fd, view)
+                    except BlockingIOError:
+                        if deadline is None:
+                            wait_ms = 1000
+                        else:
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                log.warning(
+                                    "%s: stdin full for %.1fs; giving up a write",
+                                    self._name,
+                                    timeout,
+                                )
+                                return False
+                            wait_ms = max(1, min(1000, math.ceil(left * 1000)))
+                        poller.poll(wait_ms)
+                        if self._stdin_fd is None:
+                            return False
+                        continue
                     view = view[written:]
             except OSError as exc:  # BrokenPipeError and friends
                 log.debug("%s: stdin write failed: %s", self._name, exc)

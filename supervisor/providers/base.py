@@ -32,6 +32,7 @@ INTERRUPT_GRACE_S = 2.0
 SIGINT_GRACE_S = 1.5
 SIGTERM_GRACE_S = 2.0
 CLOSE_GRACE_S = 3.0
+PROMPT_WRITE_TIMEOUT_S = 10.0
 
 
 class StreamParser(Protocol):
@@ -87,7 +88,9 @@ class StreamJsonHandle:
 
     def start(self, prompt: str) -> None:
         self._process.start()
-        self._process.write(self._spec.encode_prompt(prompt))
+        if not self._process.write(self._spec.encode_prompt(prompt), PROMPT_WRITE_TIMEOUT_S):
+            self.close()
+            raise OSError(f"the provider did not take its prompt on stdin: {self._name}")
 
     @property
     def pid(self) -> int | None:
@@ -100,7 +103,9 @@ class StreamJsonHandle:
     def send_prompt(self, text: str) -> bool:
         if self._stopping.is_set():
             return False
-        return self._process.write(self._spec.encode_prompt(text))
+        # Bounded: a provider that stopped reading is not waited for by its
+        # session; the session then starts a fresh process (with resume).
+        return self._process.write(self._spec.encode_prompt(text), PROMPT_WRITE_TIMEOUT_S)
 
     def stop_turn(self) -> None:
         if self._stopping.is_set():

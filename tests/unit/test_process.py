@@ -313,6 +313,24 @@ def test_stderr_tail_is_bounded(h: Harness) -> None:
 # -------------------------------------------------------------------- stdin
 
 
+def test_large_write_to_a_reading_child_completes(h: Harness) -> None:
+    code = "import sys\nn = len(sys.stdin.buffer.read())\nprint(n, flush=True)\n"
+    p, rec = h.spawn(code, stdin_pipe=True)
+    payload = b"x" * (1 << 20)  # far beyond the pipe buffer
+    assert p.write(payload, timeout=20)
+    p.close_stdin()
+    assert p.wait(10) is not None
+    assert rec.lines == [str(len(payload)).encode()]
+
+
+def test_write_to_a_child_that_never_reads_gives_up_at_its_deadline(h: Harness) -> None:
+    p, _rec = h.spawn("import time\ntime.sleep(60)\n", stdin_pipe=True)
+    started = time.monotonic()
+    assert p.write(b"y" * (1 << 20), timeout=0.5) is False
+    assert time.monotonic() - started < 10  # bounded, not stuck behind a full pipe
+    assert p.alive  # giving up a write does not touch the process
+
+
 def test_stdin_round_trip_and_write_after_close(h: Harness) -> None:
     code = (
         "import sys\n"
