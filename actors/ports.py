@@ -87,8 +87,11 @@ class ProviderLauncher(Protocol):
 class ProviderCatalog(Protocol):
     """What the registry may ask about providers before it starts a session."""
 
-    def availability(self, name: str, settings: dict[str, str]) -> tuple[bool, str]:
-        """(available, detail): binary found and its version, or why not."""
+    def availability(
+        self, name: str, settings: dict[str, str], *, probe: bool = False
+    ) -> tuple[bool, str]:
+        """(available, detail): binary found, or why not. With `probe`, the detail
+        also names the version, which may run the binary (bounded, cached)."""
 
     def validate_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         """The provider's `providerConfig`, checked; raises InvalidParams."""

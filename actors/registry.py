@@ -675,7 +675,7 @@ class RegistryActor(pykka.ThreadingActor):
     def _rpc_daemon_info(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
         providers = {}
         for name in PROVIDER_NAMES:
-            available, detail = self._catalog.availability(name, self.settings.values)
+            available, detail = self._catalog.availability(name, self.settings.values, probe=True)
             if not self.settings.provider_enabled(name):
                 available, detail = False, "disabled in provider_settings"
             providers[name] = {"available": available, "detail": detail}

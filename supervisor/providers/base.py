@@ -53,8 +53,8 @@ class ProviderAdapter(ABC):
     name: str = ""
 
     @abstractmethod
-    def availability(self, settings: Settings) -> tuple[bool, str]:
-        """(available, detail)."""
+    def availability(self, settings: Settings, *, probe: bool = False) -> tuple[bool, str]:
+        """(available, detail); only with `probe` may it run the provider (version)."""
 
     @abstractmethod
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:

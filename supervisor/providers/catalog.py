@@ -31,11 +31,13 @@ class Catalog:
         self._adapters = dict(adapters)
         self._base_env = dict(base_env if base_env is not None else os.environ)
 
-    def availability(self, name: str, settings: dict[str, str]) -> tuple[bool, str]:
+    def availability(
+        self, name: str, settings: dict[str, str], *, probe: bool = False
+    ) -> tuple[bool, str]:
         adapter = self._adapters.get(name)
         if adapter is None:
             return False, NOT_YET.get(name, f"unknown provider {name!r}")
-        return adapter.availability(Settings(settings))
+        return adapter.availability(Settings(settings), probe=probe)
 
     def validate_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         adapter = self._adapters.get(name)

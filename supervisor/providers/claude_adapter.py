@@ -53,12 +53,19 @@ class ClaudeAdapter(ProviderAdapter):
             self._versions[binary] = (time.monotonic(), found)
         return found
 
-    def availability(self, settings: Settings) -> tuple[bool, str]:
+    def availability(self, settings: Settings, *, probe: bool = False) -> tuple[bool, str]:
+        """Found or not (cheap: agent.start asks on the registry thread); the
+        version runs ``claude --version`` only when probing (daemon.info)."""
         binary, searched = self._binary(settings)
         if binary is None:
             return False, "claude not found; searched: " + ", ".join(searched)
-        found = self._version(binary)
+        found = self._version(binary) if probe else self._cached_version(binary)
         return True, f"{binary} ({found or 'version unknown'})"
+
+    def _cached_version(self, binary: str) -> str | None:
+        with self._lock:
+            cached = self._versions.get(binary)
+        return cached[1] if cached is not None else None
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         for key, value in config.items():

@@ -28,7 +28,7 @@ class MockAdapter(ProviderAdapter):
     def __init__(self, state_dir: str) -> None:
         self._state_dir = state_dir
 
-    def availability(self, settings: Settings) -> tuple[bool, str]:
+    def availability(self, settings: Settings, *, probe: bool = False) -> tuple[bool, str]:
         return True, "built-in simulated agent"
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
