@@ -126,7 +126,7 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
                     shown.add(message["seqId"])
                     render(console, message)
             session = client.call("session.get", {"projectId": PROJECT})["session"]
-            summary(console, session, daemon.data_dir / "corral.db", status)
+            summary(console, session, daemon.data_dir / "corral.db", status, kept=keep)
         return 0 if status == "done" else 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -143,7 +143,14 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def summary(console: Console, session: dict[str, Any] | None, db_path: Path, status: str) -> None:
+def summary(
+    console: Console,
+    session: dict[str, Any] | None,
+    db_path: Path,
+    status: str,
+    *,
+    kept: bool = True,
+) -> None:
     table = Table(title="summary", show_header=False, border_style="cyan")
     table.add_column(style="bold")
     table.add_column()
@@ -152,5 +159,5 @@ def summary(console: Console, session: dict[str, Any] | None, db_path: Path, sta
         table.add_row("cost", f"${session['costUsd']:.4f}")
         table.add_row("tokens", f"{session['inputTokens']} in / {session['outputTokens']} out")
         table.add_row("messages", str(session["messageCount"]))
-    table.add_row("database", str(db_path))
+    table.add_row("database", str(db_path) if kept else f"{db_path} (removed: --no-keep)")
     console.print(table)
