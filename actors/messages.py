@@ -10,6 +10,7 @@ generation, so output of a replaced process is recognised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,7 @@ class Retire:
 class ProviderOutput:
     generation: int
     items: list[Normalized]
+    done: Callable[[], None] = lambda: None  # call once handled and committed
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,9 @@ class LaunchRequest:
     prompt: str
     resume_id: str | None
     settings: dict[str, str]
-    on_messages: Callable[[list[Normalized]], None]
+    # (items, done): the session calls done() once the items are committed, which
+    # gives the reader back a credit (flow control: a flood cannot outrun the store)
+    on_messages: Callable[[list[Normalized], Callable[[], None]], None]
     on_exit: Callable[[ExitReport], None]
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -180,7 +181,9 @@ class SessionActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ProviderOutput):
             if message.generation == self.proc_gen.current:
-                self._on_output(message.items)
+                self._on_output(message.items, message.done)
+            else:
+                message.done()
         elif isinstance(message, ProviderExited):
             if message.generation == self.proc_gen.current:
                 self._on_exit(message.report)
@@ -277,11 +280,11 @@ class SessionActor(pykka.ThreadingActor):
         me = self.actor_ref
         resume_id = self.s.get("providerSessionId") if self.seq > 1 else None
 
-        def on_messages(items: list[Normalized]) -> None:
+        def on_messages(items: list[Normalized], done: Callable[[], None]) -> None:
             try:
-                me.tell(ProviderOutput(gen, items))
+                me.tell(ProviderOutput(gen, items, done))
             except pykka.ActorDeadError:
-                pass
+                done()
 
         def on_exit(report: ExitReport) -> None:
             try:
@@ -334,7 +337,7 @@ class SessionActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------ provider output
 
-    def _on_output(self, items: list[Normalized]) -> None:
+    def _on_output(self, items: list[Normalized], done: Callable[[], None]) -> None:
         now = db.now_ms()
         self.last_activity = time.monotonic()
         stall_cleared = False
@@ -384,9 +387,16 @@ class SessionActor(pykka.ThreadingActor):
                 )
         if messages or raws or status_changed or cost_changed:
             self._commit(
-                messages, status_changed=status_changed, cost_changed=cost_changed, raws=raws
+                messages,
+                status_changed=status_changed,
+                cost_changed=cost_changed,
+                raws=raws,
+                then=lambda _r: done(),
+                on_error=done,
             )
-        elif stall_cleared:
+        else:
+            done()
+        if stall_cleared and not (status_changed or cost_changed):
             self._report(status_changed=False)
 
     def _on_turn_end(self, n: Normalized, messages: list[dict[str, Any]]) -> bool:
@@ -593,6 +603,7 @@ class SessionActor(pykka.ThreadingActor):
         cost_changed: bool = False,
         raws: list[AddRaw] | None = None,
         then: Any = None,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         s = self.s
         s["updatedAt"] = db.now_ms()
@@ -662,6 +673,8 @@ class SessionActor(pykka.ThreadingActor):
         def failed(exc: Exception) -> None:
             for reply_to in waiters:
                 outbox.reply(reply_to, error=InternalError("could not store the session"))
+            if on_error is not None:
+                on_error()
 
         self.deps.store.tell(
             Write(ops, publish, then=after, on_error=failed, live_seq=(self.session_id, self.seq))

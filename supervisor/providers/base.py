@@ -33,6 +33,9 @@ SIGINT_GRACE_S = 1.5
 SIGTERM_GRACE_S = 2.0
 CLOSE_GRACE_S = 3.0
 PROMPT_WRITE_TIMEOUT_S = 10.0
+BATCHES_IN_FLIGHT = 16  # reads (up to 64 KiB each) handed over but not yet committed
+CREDIT_POLL_S = 0.25
+CREDIT_WARN_S = 30.0
 
 
 class StreamParser(Protocol):
@@ -75,6 +78,7 @@ class StreamJsonHandle:
         self._on_messages = request.on_messages
         self._on_exit = request.on_exit
         self._stopping = threading.Event()
+        self._credits = threading.Semaphore(BATCHES_IN_FLIGHT)
         self._name = name
         self._process = ProviderProcess(
             spec.argv,
@@ -152,7 +156,21 @@ class StreamJsonHandle:
             if raw.strip():
                 items.extend(self._spec.parser.feed_line(raw))
         if items:
-            self._on_messages(items)
+            self._take_credit()
+            self._on_messages(items, self._credits.release)
+
+    def _take_credit(self) -> None:
+        """Flow control: at most BATCHES_IN_FLIGHT handed-over reads may await their
+        commit. Past that the reader waits, the pipe fills and the provider blocks
+        on its own output. A process being stopped or closed is never held back
+        (its session may be gone and would not give credits back)."""
+        waited = 0.0
+        while not self._credits.acquire(timeout=CREDIT_POLL_S):
+            if self._stopping.is_set():
+                return
+            waited += CREDIT_POLL_S
+            if waited == CREDIT_WARN_S:
+                log.warning("%s: output waits for the store (%.0fs)", self._name, waited)
 
     def _exited(self, info: ExitInfo) -> None:
         self._on_exit(

@@ -64,6 +64,8 @@ class FakeHandle:
     stopped: bool = False
     closed: bool = False
     running: bool = True
+    handed: int = 0
+    acked: int = 0
 
     @property
     def pid(self) -> int | None:
@@ -90,7 +92,11 @@ class FakeHandle:
 
     # test drivers (run on the test thread, like the reader thread would)
     def emit(self, *items: Normalized) -> None:
-        self.request.on_messages(list(items))
+        self.handed += 1
+        self.request.on_messages(list(items), self.ack)
+
+    def ack(self) -> None:
+        self.acked += 1
 
     def exit(self, code: int = 0, stderr: str = "") -> None:
         self.running = False
@@ -356,3 +362,20 @@ def test_cleanup_requests_retirement_then_retire_stops_actor(rig: Rig) -> None:
         time.sleep(0.01)
     assert not rig.ref.is_alive()
     assert handle.closed
+
+
+def test_every_handed_batch_is_acknowledged_after_its_commit(rig: Rig) -> None:
+    handle = begin(rig)
+    handle.emit(Normalized("text", text="one"))
+    handle.emit(Normalized("status", status="rate_limit"))  # nothing to store
+    handle.emit(Normalized("text", text="two"), Normalized("turn_end"))
+    rig.sync()
+    assert handle.acked == handle.handed == 3
+    assert [m["content"] for m in rig.messages()][-2:] == ["one", "two"]
+    # output of a replaced process is dropped but still acknowledged
+    rig.ref.tell(Retire())
+    deadline = time.monotonic() + 5
+    while rig.ref.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handle.emit(Normalized("text", text="late"))
+    assert handle.acked == handle.handed == 4

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -59,7 +60,7 @@ def handle(tmp_path: Path) -> Iterator[tuple[StreamJsonHandle, list[ExitReport]]
         prompt="hello",
         resume_id=None,
         settings={},
-        on_messages=lambda _items: None,
+        on_messages=lambda _items, _done: None,
         on_exit=exits.append,
     )
     h = StreamJsonHandle(spec, request, name="test-handle")
@@ -139,7 +140,7 @@ def test_stop_turn_still_sends_the_interrupt_and_eof(tmp_path: Path) -> None:
         prompt="hello",
         resume_id=None,
         settings={},
-        on_messages=lambda _items: None,
+        on_messages=lambda _items, _done: None,
         on_exit=exited,
     )
     h = StreamJsonHandle(spec, request, name="test-cat")
@@ -156,3 +157,61 @@ def test_stop_turn_still_sends_the_interrupt_and_eof(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         h.wait_exit(EXIT_WITHIN_S)
+
+
+class _TextParser:
+    def feed_line(self, line: bytes | str) -> list[Normalized]:
+        return [Normalized("text", text=str(line))]
+
+
+def test_unacknowledged_output_holds_the_provider_back(tmp_path: Path) -> None:
+    """Flow control: with no commits acknowledged, at most BATCHES_IN_FLIGHT reads
+    are handed over; the provider then blocks on its own stdout. Closing the
+    handle releases the reader, so the process still ends and reports its exit."""
+    handed: list[list[Normalized]] = []
+    exits: list[ExitReport] = []
+    writer = (
+        "import sys\n"
+        "for i in range(200000):\n"
+        "    sys.stdout.write('line %d\\n' % i)\n"
+        "    sys.stdout.flush()\n"
+        "print('finished', file=sys.stderr, flush=True)\n"
+    )
+    spec = LaunchSpec(
+        argv=[sys.executable, "-c", writer],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        cwd=str(tmp_path),
+        encode_prompt=lambda text: text.encode() + b"\n",
+        encode_interrupt=None,
+        parser=_TextParser(),
+    )
+    request = LaunchRequest(
+        session_id="s1",
+        project_id="p1",
+        provider="test",
+        options={},
+        prompt="go",
+        resume_id=None,
+        settings={},
+        on_messages=lambda items, _done: handed.append(items),  # never acknowledges
+        on_exit=exits.append,
+    )
+    h = StreamJsonHandle(spec, request, name="flow")
+    h.start("go")
+    try:
+        deadline = time.monotonic() + 10
+        while len(handed) < base.BATCHES_IN_FLIGHT and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert len(handed) == base.BATCHES_IN_FLIGHT
+        assert h.alive  # blocked on its stdout, not finished
+        lines = sum(len(batch) for batch in handed)
+        assert lines < 200000
+        h.close()
+        assert h.wait_exit(EXIT_WITHIN_S)
+        assert len(exits) == 1
+    finally:
+        pid = h.pid
+        if pid is not None and pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
