@@ -28,45 +28,8 @@ from protocol.schema import validate
 from supervisor.background import DaemonProcess
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import poll, set_setting, start_mock
+from tests.support.contract import CONTRACT_METHOD_ERRORS, CONTRACT_METHODS
 
-CONTRACT_METHODS = {
-    "daemon.ping",
-    "daemon.info",
-    "daemon.shutdown",
-    "rpc.describe",
-    "agent.start",
-    "agent.stop",
-    "agent.prompt",
-    "session.get",
-    "session.list",
-    "session.load",
-    "session.messages.load",
-    "session.restore",
-    "session.clear",
-    "session.purge",
-    "project.purge",
-    "settings.getAll",
-    "settings.set",
-    "health.get",
-    "notifications.list",
-    "conflicts.list",
-    "conflicts.ack",
-}
-METHOD_ERRORS = {
-    "agent.start": {
-        "session_running",
-        "start_in_progress",
-        "provider_unavailable",
-        "overloaded",
-        "invalid_params",
-    },
-    "agent.stop": {"no_session"},
-    "agent.prompt": {"no_session"},
-    "session.messages.load": {"not_found"},
-    "session.purge": {"session_running"},
-    "project.purge": {"session_running"},
-    "settings.set": {"invalid_params"},
-}
 REASONS = {
     "parse_error",
     "invalid_request",
@@ -238,7 +201,7 @@ def test_describe_lists_the_contract(client: Client) -> None:
         assert spec["params"].get("additionalProperties") is False, name
         assert isinstance(spec["result"], dict) and spec["result"], name
         assert set(spec["errors"]) <= REASONS, name
-        assert METHOD_ERRORS.get(name, set()) <= set(spec["errors"]), name
+        assert CONTRACT_METHOD_ERRORS.get(name, set()) <= set(spec["errors"]), name
     start = methods["agent.start"]["params"]
     assert set(start["required"]) == {"projectId", "provider", "prompt"}
     assert {

@@ -20,30 +20,7 @@ from protocol.methods import (
     validate_params,
 )
 from protocol.schema import compile_schema, validate
-
-CONTRACT_METHODS = {
-    "daemon.ping",
-    "daemon.info",
-    "daemon.shutdown",
-    "rpc.describe",
-    "agent.start",
-    "agent.stop",
-    "agent.prompt",
-    "session.get",
-    "session.list",
-    "session.load",
-    "session.messages.load",
-    "session.restore",
-    "session.clear",
-    "session.purge",
-    "project.purge",
-    "settings.getAll",
-    "settings.set",
-    "health.get",
-    "notifications.list",
-    "conflicts.list",
-    "conflicts.ack",
-}
+from tests.support.contract import CONTRACT_METHODS
 
 REQUIRED_VALUES: dict[str, object] = {
     "projectId": "proj-1",
