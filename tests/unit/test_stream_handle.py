@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from actors.normalized import Normalized
 from actors.ports import ExitReport, LaunchRequest
 from supervisor.proctools import pid_alive
 from supervisor.providers import base
-from supervisor.providers.base import LaunchSpec, StreamJsonHandle
+from supervisor.providers.base import LaunchSpec, StreamJsonHandle, StreamParser
 
 BIG_PROMPT = "x" * (4 * 1024 * 1024)  # far more than a pipe buffer holds
 RETURNS_WITHIN_S = 1.0
@@ -35,22 +35,31 @@ class _NoParser:
         return []
 
 
-@pytest.fixture(autouse=True)
-def short_ladder(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("INTERRUPT_GRACE_S", "SIGINT_GRACE_S", "SIGTERM_GRACE_S", "CLOSE_GRACE_S"):
-        monkeypatch.setattr(base, name, 0.3)
+class _TextParser:
+    def feed_line(self, line: bytes | str) -> list[Normalized]:
+        return [Normalized("text", text=str(line))]
 
 
-@pytest.fixture
-def handle(tmp_path: Path) -> Iterator[tuple[StreamJsonHandle, list[ExitReport]]]:
-    exits: list[ExitReport] = []
+def make_handle(
+    tmp_path: Path,
+    argv: list[str],
+    *,
+    on_exit: Callable[[ExitReport], None],
+    on_messages: Callable[[list[Normalized], Callable[[], None]], None] = (
+        lambda _items, _done: None
+    ),
+    parser: StreamParser | None = None,
+    interrupt: bytes | None = b'{"type":"control_request"}\n',
+    name: str = "test-handle",
+) -> StreamJsonHandle:
+    """A started handle on `argv` (prompts are written as plain lines)."""
     spec = LaunchSpec(
-        argv=["sleep", "60"],
+        argv=argv,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         cwd=str(tmp_path),
         encode_prompt=lambda text: text.encode() + b"\n",
-        encode_interrupt=lambda: b'{"type":"control_request"}\n',
-        parser=_NoParser(),
+        encode_interrupt=(lambda: interrupt) if interrupt is not None else None,
+        parser=parser or _NoParser(),
     )
     request = LaunchRequest(
         session_id="s1",
@@ -60,19 +69,36 @@ def handle(tmp_path: Path) -> Iterator[tuple[StreamJsonHandle, list[ExitReport]]
         prompt="hello",
         resume_id=None,
         settings={},
-        on_messages=lambda _items, _done: None,
-        on_exit=exits.append,
+        on_messages=on_messages,
+        on_exit=on_exit,
     )
-    h = StreamJsonHandle(spec, request, name="test-handle")
+    h = StreamJsonHandle(spec, request, name=name)
     h.start("hello")
+    return h
+
+
+def kill_and_wait(h: StreamJsonHandle) -> None:
+    pid = h.pid
+    if pid is not None and pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    h.wait_exit(EXIT_WITHIN_S)
+
+
+@pytest.fixture(autouse=True)
+def short_ladder(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("INTERRUPT_GRACE_S", "SIGINT_GRACE_S", "SIGTERM_GRACE_S", "CLOSE_GRACE_S"):
+        monkeypatch.setattr(base, name, 0.3)
+
+
+@pytest.fixture
+def handle(tmp_path: Path) -> Iterator[tuple[StreamJsonHandle, list[ExitReport]]]:
+    exits: list[ExitReport] = []
+    h = make_handle(tmp_path, ["sleep", "60"], on_exit=exits.append)
     try:
         yield h, exits
     finally:
-        pid = h.pid
-        if pid is not None and h.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        h.wait_exit(EXIT_WITHIN_S)
+        kill_and_wait(h)
 
 
 def _blocked_writer(h: StreamJsonHandle) -> tuple[threading.Thread, list[bool]]:
@@ -124,27 +150,13 @@ def test_stop_turn_still_sends_the_interrupt_and_eof(tmp_path: Path) -> None:
         exits.append(report)
         done.set()
 
-    spec = LaunchSpec(
-        argv=["sh", "-c", f"cat > {out}"],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-        cwd=str(tmp_path),
-        encode_prompt=lambda text: text.encode() + b"\n",
-        encode_interrupt=lambda: b"INTERRUPT\n",
-        parser=_NoParser(),
-    )
-    request = LaunchRequest(
-        session_id="s1",
-        project_id="p1",
-        provider="test",
-        options={},
-        prompt="hello",
-        resume_id=None,
-        settings={},
-        on_messages=lambda _items, _done: None,
+    h = make_handle(
+        tmp_path,
+        ["sh", "-c", f"cat > {out}"],
         on_exit=exited,
+        interrupt=b"INTERRUPT\n",
+        name="test-cat",
     )
-    h = StreamJsonHandle(spec, request, name="test-cat")
-    h.start("hello")
     try:
         _returns_at_once(h.stop_turn)
         assert done.wait(EXIT_WITHIN_S)
@@ -152,16 +164,7 @@ def test_stop_turn_still_sends_the_interrupt_and_eof(tmp_path: Path) -> None:
         assert out.read_text() == "hello\nINTERRUPT\n"
         assert h.send_prompt("late") is False
     finally:
-        pid = h.pid
-        if pid is not None and h.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        h.wait_exit(EXIT_WITHIN_S)
-
-
-class _TextParser:
-    def feed_line(self, line: bytes | str) -> list[Normalized]:
-        return [Normalized("text", text=str(line))]
+        kill_and_wait(h)
 
 
 def test_unacknowledged_output_holds_the_provider_back(tmp_path: Path) -> None:
@@ -177,27 +180,15 @@ def test_unacknowledged_output_holds_the_provider_back(tmp_path: Path) -> None:
         "    sys.stdout.flush()\n"
         "print('finished', file=sys.stderr, flush=True)\n"
     )
-    spec = LaunchSpec(
-        argv=[sys.executable, "-c", writer],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-        cwd=str(tmp_path),
-        encode_prompt=lambda text: text.encode() + b"\n",
-        encode_interrupt=None,
-        parser=_TextParser(),
-    )
-    request = LaunchRequest(
-        session_id="s1",
-        project_id="p1",
-        provider="test",
-        options={},
-        prompt="go",
-        resume_id=None,
-        settings={},
-        on_messages=lambda items, _done: handed.append(items),  # never acknowledges
+    h = make_handle(
+        tmp_path,
+        [sys.executable, "-c", writer],
         on_exit=exits.append,
+        on_messages=lambda items, _done: handed.append(items),  # never acknowledges
+        parser=_TextParser(),
+        interrupt=None,
+        name="flow",
     )
-    h = StreamJsonHandle(spec, request, name="flow")
-    h.start("go")
     try:
         deadline = time.monotonic() + 10
         while len(handed) < base.BATCHES_IN_FLIGHT and time.monotonic() < deadline:
@@ -211,7 +202,4 @@ def test_unacknowledged_output_holds_the_provider_back(tmp_path: Path) -> None:
         assert h.wait_exit(EXIT_WITHIN_S)
         assert len(exits) == 1
     finally:
-        pid = h.pid
-        if pid is not None and pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        kill_and_wait(h)
