@@ -10,12 +10,13 @@ free of sockets and processes:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from actors.normalized import Normalized
-from protocol.errors import RpcError
+from protocol.errors import InternalError, RpcError
 
 
 class ReplyTo(Protocol):
@@ -84,6 +85,24 @@ class ProviderHandle(Protocol):
 class ProviderLauncher(Protocol):
     def launch(self, request: LaunchRequest) -> ProviderHandle:
         """Start the provider process. Raises ProviderUnavailable or OSError."""
+
+
+def run_and_answer(
+    outbox: Outbox, reply_to: ReplyTo, what: str, call: Callable[[], Any], log: logging.Logger
+) -> None:
+    """Run a request handler and answer with its result, its RpcError, or (for a
+    bug) internal_error after logging it. A result of None means the handler
+    answers later itself (after a commit, or from another actor)."""
+    try:
+        result = call()
+    except RpcError as exc:
+        outbox.reply(reply_to, error=exc)
+    except Exception as exc:
+        log.exception("%s failed", what)
+        outbox.reply(reply_to, error=InternalError(f"{what} failed: {exc}"))
+    else:
+        if result is not None:
+            outbox.reply(reply_to, result=result)
 
 
 class ProviderCatalog(Protocol):

@@ -17,8 +17,8 @@ import apsw
 import pykka
 
 from actors import db
-from actors.ports import Outbox, ReplyTo
-from protocol.errors import InternalError, NotFound, RpcError
+from actors.ports import Outbox, ReplyTo, run_and_answer
+from protocol.errors import InternalError, NotFound
 
 log = logging.getLogger("corral.reader")
 
@@ -91,17 +91,14 @@ class ReaderActor(pykka.ThreadingActor):
             log.error("reader: unexpected message %r", message)
             return None
         handler = QUERIES.get(message.method)
-        try:
-            if handler is None or self._conn is None:
+        conn = self._conn
+
+        def run() -> dict[str, Any]:
+            if handler is None or conn is None:
                 raise InternalError(f"no reader for {message.method}")
-            result = handler(self._conn, message.params)
-        except RpcError as exc:
-            self._outbox.reply(message.reply_to, error=exc)
-        except Exception as exc:
-            log.exception("reader: %s failed", message.method)
-            self._outbox.reply(message.reply_to, error=InternalError(f"read failed: {exc}"))
-        else:
-            self._outbox.reply(message.reply_to, result=result)
+            return handler(conn, message.params)
+
+        run_and_answer(self._outbox, message.reply_to, f"read {message.method}", run, log)
         return None
 
 

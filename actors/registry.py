@@ -47,7 +47,7 @@ from actors.messages import (
     StartFailed,
     Stop,
 )
-from actors.ports import Outbox, ProviderCatalog, ReplyTo
+from actors.ports import Outbox, ProviderCatalog, ReplyTo, run_and_answer
 from actors.reader import Query, ReaderPool
 from actors.scheduler import Scheduler, Tick
 from actors.session import (
@@ -224,16 +224,13 @@ class RegistryActor(pykka.ThreadingActor):
         if handler is None:
             self._outbox.reply(req.reply_to, error=MethodNotFound(f"no method {req.method}"))
             return
-        try:
-            result = handler(req.params, req.reply_to)
-        except RpcError as exc:
-            self._outbox.reply(req.reply_to, error=exc)
-        except Exception as exc:
-            log.exception("registry: %s failed", req.method)
-            self._outbox.reply(req.reply_to, error=InternalError(f"{req.method} failed: {exc}"))
-        else:
-            if result is not None:
-                self._outbox.reply(req.reply_to, result=result)
+        run_and_answer(
+            self._outbox,
+            req.reply_to,
+            req.method,
+            lambda: handler(req.params, req.reply_to),
+            log,
+        )
 
     # ------------------------------------------------------------ helpers
 
