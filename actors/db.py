@@ -64,7 +64,18 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 2: notifications survive a restart (the registry keeps the newest in memory)
+    """
+    CREATE TABLE notifications (
+        id TEXT PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX notifications_by_ts ON notifications (ts DESC);
+    """,
 )
+
+NOTIFICATIONS_KEPT = 1000
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -402,6 +413,30 @@ def insert_raw(conn: apsw.Connection, session_id: str, ts: int, kind: str, line:
         "INSERT INTO provider_raw (session_id, ts, type, line) VALUES (?,?,?,?)",
         (session_id, ts, kind, line),
     )
+
+
+# ---------------------------------------------------------------- notifications
+
+
+def insert_notification(conn: apsw.Connection, note: dict[str, Any]) -> None:
+    """Store a notification and keep only the newest NOTIFICATIONS_KEPT."""
+    conn.execute(
+        "INSERT OR REPLACE INTO notifications (id, ts, body) VALUES (?, ?, ?)",
+        (note["id"], note["ts"], orjson.dumps(note).decode()),
+    )
+    conn.execute(
+        "DELETE FROM notifications WHERE rowid IN (SELECT rowid FROM notifications "
+        "ORDER BY ts DESC, rowid DESC LIMIT -1 OFFSET ?)",
+        (NOTIFICATIONS_KEPT,),
+    )
+
+
+def newest_notifications(conn: apsw.Connection, limit: int) -> list[dict[str, Any]]:
+    """Newest first."""
+    rows = conn.execute(
+        "SELECT body FROM notifications ORDER BY ts DESC, rowid DESC LIMIT ?", (limit,)
+    ).fetchall()
+    return [orjson.loads(str(row[0])) for row in rows]
 
 
 # ---------------------------------------------------------------- settings

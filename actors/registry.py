@@ -64,6 +64,7 @@ from actors.store import (
     EnforceRetention,
     FailSession,
     Publication,
+    SaveNotification,
     SaveSetting,
     Write,
 )
@@ -164,6 +165,7 @@ class RegistryActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         self._conn = db.connect(self._db_path, readonly=True)
         self.settings.values = settings_mod.merged(db.load_settings(self._conn))
+        self.notifications.extend(reversed(db.newest_notifications(self._conn, NOTIFICATION_RING)))
         self._enforce_retention()
 
     def on_stop(self) -> None:
@@ -312,7 +314,10 @@ class RegistryActor(pykka.ThreadingActor):
         if project_id is not None:
             note["projectId"] = project_id
         self.notifications.append(note)
-        self._outbox.publish("notification", note, project_id)
+        # Stored, then published (like every event that announces stored state).
+        self._store.tell(
+            Write([SaveNotification(note)], [Publication("notification", note, project_id)])
+        )
 
     def _health_of(self, project_id: str) -> dict[str, Any]:
         entry = self.projects.get(project_id)

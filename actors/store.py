@@ -79,6 +79,11 @@ class FailSession:
 
 
 @dataclass(frozen=True)
+class SaveNotification:
+    note: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SaveSetting:
     key: str
     value: str
@@ -92,6 +97,7 @@ Operation = (
     | DeleteProject
     | EnforceRetention
     | FailSession
+    | SaveNotification
     | SaveSetting
 )
 
@@ -165,6 +171,9 @@ def _apply(conn: apsw.Connection, op: Operation) -> Any:
         return victims
     if isinstance(op, FailSession):
         return db.fail_session(conn, op.session_id, op.error)
+    if isinstance(op, SaveNotification):
+        db.insert_notification(conn, op.note)
+        return None
     if isinstance(op, SaveSetting):
         db.save_setting(conn, op.key, op.value)
         return None

@@ -170,3 +170,18 @@ def test_heartbeat_reports_committed_seq_ids(daemon: DaemonProcess) -> None:
         assert beat["data"]["lastSeqIds"][sid] == 9
         assert beat["data"]["live"] == 1
         assert "projectId" not in beat
+
+
+def test_notifications_survive_a_restart(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory("notes")
+    with d.client() as client, Subscriber(d.events_url) as sub:
+        sub.wait_connected(client, timeout=5)
+        sid = start_mock(client, "n")["sessionId"]
+        wait_status(sub, sid)
+        _t, frame = sub.wait_for(lambda _t, f: f["event"] == "notification", 5)
+        before = client.call("notifications.list", {})["notifications"]
+    assert before[0] == frame["data"] and before[0]["kind"] == "agent_complete"
+    assert d.stop() == 0
+    d2 = daemon_factory("notes")
+    with d2.client() as client:
+        assert client.call("notifications.list", {})["notifications"] == before

@@ -253,3 +253,29 @@ def test_reads_do_not_wait_for_an_open_write(tmp_path: Path) -> None:
     assert [m["seqId"] for m in db.load_messages(reader, "w", 0, 10)[0]] == [1]
     with pytest.raises(apsw.ReadOnlyError):
         reader.execute("DELETE FROM sessions")
+
+
+def test_upgrade_from_schema_1_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = apsw.Connection(str(path))
+    with old:
+        old.execute(db.MIGRATIONS[0])
+        old.execute("PRAGMA user_version=1")
+    db.upsert_session(old, session_row("kept", status="done"), {"cwd": "/"})
+    old.close()
+    conn = db.connect(path)  # migrates
+    assert db.schema_version(conn) == db.SCHEMA_VERSION >= 2
+    assert db.get_session(conn, "kept")["status"] == "done"  # type: ignore[index]
+    assert db.get_session_options(conn, "kept") == {"cwd": "/"}
+    assert db.newest_notifications(conn, 10) == []
+
+
+def test_notifications_keep_only_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "NOTIFICATIONS_KEPT", 3)
+    conn = db.connect(tmp_path / "n.db")
+    for i in range(5):
+        db.insert_notification(conn, {"id": f"n{i}", "ts": 1000 + i, "kind": "system"})
+    assert [n["id"] for n in db.newest_notifications(conn, 10)] == ["n4", "n3", "n2"]
+    assert db.newest_notifications(conn, 1) == [{"id": "n4", "ts": 1004, "kind": "system"}]
