@@ -316,7 +316,8 @@ def delete_session(conn: apsw.Connection, session_id: str) -> bool:
     return conn.changes() > 0
 
 
-def delete_project(conn: apsw.Connection, project_id: str) -> int:
+def delete_project(conn: apsw.Connection, project_id: str) -> list[str]:
+    """Delete every session of a project; returns their ids."""
     ids: list[str] = [
         str(r[0])
         for r in conn.execute(
@@ -325,7 +326,7 @@ def delete_project(conn: apsw.Connection, project_id: str) -> int:
     ]
     for session_id in ids:
         delete_session(conn, session_id)
-    return len(ids)
+    return ids
 
 
 def retention_victims(

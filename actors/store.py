@@ -15,7 +15,8 @@ The store also answers the daemon heartbeat from committed state, so the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,43 @@ class Drain:
     then: Callable[[], None] = field(default=lambda: None)
 
 
-def _apply(conn: apsw.Connection, op: Operation) -> Any:
+class Tombstones:
+    """Ids of deleted sessions (bounded; session ids are never reused). A write
+    for one of them that was queued before its deletion is skipped, so a purge
+    cannot be undone by a late write of the session it removed."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._size = size
+
+    def add(self, session_ids: Iterable[str]) -> None:
+        for session_id in session_ids:
+            if session_id not in self._ids:
+                self._ids.add(session_id)
+                self._order.append(session_id)
+                if len(self._order) > self._size:
+                    self._ids.discard(self._order.popleft())
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._ids
+
+
+SKIPPED = "skipped: session deleted"
+
+
+def _session_of(op: Operation) -> str | None:
+    if isinstance(op, SaveSession):
+        return str(op.session["sessionId"])
+    if isinstance(op, AddMessages | AddRaw):
+        return op.session_id
+    return None
+
+
+def _apply(conn: apsw.Connection, op: Operation, gone: Tombstones) -> Any:
+    session_id = _session_of(op)
+    if session_id is not None and session_id in gone:
+        return SKIPPED
     if isinstance(op, SaveSession):
         db.upsert_session(conn, op.session, op.options)
         return None
@@ -155,9 +192,12 @@ def _apply(conn: apsw.Connection, op: Operation) -> Any:
         db.insert_raw(conn, op.session_id, op.ts, op.kind, op.line)
         return None
     if isinstance(op, DeleteSession):
+        gone.add([op.session_id])
         return db.delete_session(conn, op.session_id)
     if isinstance(op, DeleteProject):
-        return db.delete_project(conn, op.project_id)
+        ids = db.delete_project(conn, op.project_id)
+        gone.add(ids)
+        return len(ids)
     if isinstance(op, EnforceRetention):
         victims = db.retention_victims(
             conn,
@@ -166,8 +206,9 @@ def _apply(conn: apsw.Connection, op: Operation) -> Any:
             project_ids=op.project_ids,
             protected=op.protected,
         )
-        for session_id in victims:
-            db.delete_session(conn, session_id)
+        for victim in victims:
+            db.delete_session(conn, victim)
+        gone.add(victims)
         return victims
     if isinstance(op, FailSession):
         return db.fail_session(conn, op.session_id, op.error)
@@ -204,6 +245,7 @@ class StoreActor(pykka.ThreadingActor):
         self._pending: list[Write | Drain] = []
         self._flush_queued = False
         self._live: dict[str, int] = {}
+        self._gone = Tombstones()
         self.batches = 0  # committed transactions, for benchmarks and tests
 
     def on_start(self) -> None:
@@ -274,13 +316,18 @@ class StoreActor(pykka.ThreadingActor):
         try:
             with conn:
                 if len(writes) == 1:
-                    out.append([_apply(conn, op) for op in writes[0].ops])
+                    out.append([_apply(conn, op, self._gone) for op in writes[0].ops])
                 else:
                     # Coalesce session rows across the batch, keep per-write results.
                     flat: list[Operation] = [op for w in writes for op in w.ops]
                     keep = {id(op) for op in _coalesce(flat)}
                     for w in writes:
-                        out.append([_apply(conn, op) if id(op) in keep else None for op in w.ops])
+                        out.append(
+                            [
+                                _apply(conn, op, self._gone) if id(op) in keep else None
+                                for op in w.ops
+                            ]
+                        )
         except Exception:
             if len(writes) > 1:
                 log.warning("store: batch of %d writes failed; retrying one by one", len(writes))
@@ -290,9 +337,21 @@ class StoreActor(pykka.ThreadingActor):
         return out
 
     def _after(self, write: Write, results: list[Any]) -> None:
+        if SKIPPED in results:
+            # Queued before its session was deleted: nothing of it was stored, so
+            # nothing is announced; callbacks still run (they give credits back).
+            if write.then is not None:
+                self._run(lambda: write.then(results) if write.then else None)
+            return
         if write.live_seq is not None:
             session_id, seq = write.live_seq
-            self._live[session_id] = max(seq, self._live.get(session_id, 0))
+            if session_id not in self._gone:
+                self._live[session_id] = max(seq, self._live.get(session_id, 0))
+        if any(
+            isinstance(op, DeleteSession | DeleteProject | EnforceRetention) for op in write.ops
+        ):
+            for session_id in [s for s in self._live if s in self._gone]:
+                del self._live[session_id]
         for pub in write.publish:
             self._outbox.publish(pub.event, pub.data, pub.project_id)
         if write.then is not None:

@@ -279,3 +279,31 @@ def test_notifications_keep_only_the_newest(
         db.insert_notification(conn, {"id": f"n{i}", "ts": 1000 + i, "kind": "system"})
     assert [n["id"] for n in db.newest_notifications(conn, 10)] == ["n4", "n3", "n2"]
     assert db.newest_notifications(conn, 1) == [{"id": "n4", "ts": 1004, "kind": "system"}]
+
+
+def test_a_write_queued_before_a_purge_cannot_bring_the_session_back(store: Any) -> None:
+    ref, outbox, path = store
+    got: list[Any] = []
+    ref.tell(
+        Write(
+            [SaveSession(session_row("z"), {}), AddMessages("z", [message(1)])], live_seq=("z", 1)
+        )
+    )
+    ref.tell(Write([DeleteSession("z")]))
+    ref.tell(
+        Write(
+            [SaveSession(session_row("z", seq=2), {}), AddMessages("z", [message(2)])],
+            [Publication("agent.message", {"late": True}, "p")],
+            then=got.append,
+            live_seq=("z", 2),
+        )
+    )
+    ref.tell(Heartbeat())
+    drain(ref)
+    conn = db.connect(path, readonly=True)
+    assert db.get_session(conn, "z") is None
+    assert db.load_messages(conn, "z", 0, 10) == ([], False)
+    assert not any(d == {"late": True} for _e, d, _p in outbox.events)
+    assert len(got) == 1  # its callback still ran (flow-control credits)
+    beats = [d for e, d, _p in outbox.events if e == "daemon.heartbeat"]
+    assert beats[-1]["lastSeqIds"] == {}
