@@ -21,6 +21,7 @@ from actors.messages import (
     Prompt,
     Retire,
     SessionChanged,
+    SessionDied,
     Started,
     StartFailed,
     Stop,
@@ -379,3 +380,26 @@ def test_every_handed_batch_is_acknowledged_after_its_commit(rig: Rig) -> None:
         time.sleep(0.01)
     handle.emit(Normalized("text", text="late"))
     assert handle.acked == handle.handed == 4
+
+
+def test_a_crashing_session_stops_its_process_and_tells_the_registry(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = begin(rig)
+
+    def broken(*_args: Any, **_kw: Any) -> dict[str, Any]:
+        raise RuntimeError("conversion bug")
+
+    monkeypatch.setattr("actors.convert.to_agent_message", broken)
+    handle.emit(Normalized("text", text="boom"))
+    deadline = time.monotonic() + 5
+    while rig.ref.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not rig.ref.is_alive()
+    died = []
+    deadline = time.monotonic() + 5
+    while not died and time.monotonic() < deadline:
+        died = rig.told_of(SessionDied)
+        time.sleep(0.01)
+    assert died and died[0].session_id == "s1" and "conversion bug" in died[0].error
+    assert handle.stopped and handle.closed
