@@ -58,6 +58,7 @@ from actors.session import (
     new_session_row,
 )
 from actors.settings import Settings
+from actors.state import TERMINAL
 from actors.store import (
     DeleteProject,
     DeleteSession,
@@ -70,7 +71,6 @@ from actors.store import (
 )
 from protocol.errors import (
     InternalError,
-    InvalidParams,
     MethodNotFound,
     NoSession,
     Overloaded,
@@ -87,7 +87,6 @@ IDEMPOTENCY_TTL_S = 600.0
 NOTIFICATION_RING = 100
 HEALTH_INTERVAL_S = 1.0
 PROVIDER_NAMES = ("claude", "codex", "ollama", "mock")
-TERMINAL = ("done", "error")
 
 
 @dataclass
@@ -760,7 +759,3 @@ class RegistryActor(pykka.ThreadingActor):
             done.set()
 
         threading.Thread(target=wait_all, name="corral-shutdown-wait", daemon=True).start()
-
-
-def invalid(field: str, message: str) -> InvalidParams:
-    return InvalidParams(message, field=field)

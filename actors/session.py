@@ -52,7 +52,7 @@ from actors.ports import (
 )
 from actors.scheduler import Generation, Scheduler, Tick
 from actors.settings import Settings
-from actors.state import IllegalTransition, SessionEvent, transition
+from actors.state import IllegalTransition, SessionEvent, is_terminal, transition
 from actors.store import AddMessages, AddRaw, ForgetLive, Publication, SaveSession, Write
 from protocol.errors import InternalError, ProviderUnavailable, RpcError
 
@@ -97,11 +97,6 @@ class Control:
             handle = self._handle
         if handle is not None:
             handle.close()
-
-    @property
-    def pid(self) -> int | None:
-        with self._lock:
-            return self._handle.pid if self._handle is not None else None
 
 
 def new_session_row(
@@ -161,7 +156,7 @@ class SessionActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
-        if self.s["status"] in ("done", "error"):
+        if is_terminal(self.s["status"]):
             self._schedule_cleanup()
 
     def on_failure(
@@ -512,7 +507,7 @@ class SessionActor(pykka.ThreadingActor):
         elif (
             tick.kind == "cleanup"
             and self.cleanup_gen.is_current(tick.generation)
-            and self.s["status"] in ("done", "error")
+            and is_terminal(self.s["status"])
         ):
             self._tell(
                 self.deps.registry,
@@ -643,9 +638,7 @@ class SessionActor(pykka.ThreadingActor):
                 data["error"] = s["error"]
             publish.append(Publication("agent.status", data, self.project_id))
         report = status_changed or cost_changed
-        terminal_stop = (
-            status_changed and s["status"] in ("done", "error") and bool(self.stop_waiters)
-        )
+        terminal_stop = status_changed and is_terminal(s["status"]) and bool(self.stop_waiters)
         change = SessionChanged(
             self.session_id,
             self.project_id,
