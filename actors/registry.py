@@ -56,6 +56,7 @@ from actors.session import (
     SessionActor,
     SessionDeps,
     new_session_row,
+    summary_of,
 )
 from actors.settings import Settings
 from actors.state import TERMINAL
@@ -586,16 +587,7 @@ class RegistryActor(pykka.ThreadingActor):
             ref,
             control,
             newest["status"],
-            summary={
-                "sessionId": newest["sessionId"],
-                "status": newest["status"],
-                "costUsd": newest["costUsd"],
-                "inputTokens": newest["inputTokens"],
-                "outputTokens": newest["outputTokens"],
-                "messageCount": newest["messageCount"],
-                "lastActivity": newest["updatedAt"],
-                "stalled": False,
-            },
+            summary=summary_of(newest),
         )
         self._store.tell(Write([], live_seq=(newest["sessionId"], newest["lastSeqId"])))
         self._publish_health(project_id)

@@ -121,6 +121,20 @@ def new_session_row(
     }
 
 
+def summary_of(session: dict[str, Any], *, stalled: bool = False) -> dict[str, Any]:
+    """What the registry keeps of a live session for health reports."""
+    return {
+        "sessionId": session["sessionId"],
+        "status": session["status"],
+        "costUsd": session["costUsd"],
+        "inputTokens": session["inputTokens"],
+        "outputTokens": session["outputTokens"],
+        "messageCount": session["messageCount"],
+        "lastActivity": session["updatedAt"],
+        "stalled": stalled,
+    }
+
+
 class SessionActor(pykka.ThreadingActor):
     def __init__(
         self,
@@ -564,17 +578,7 @@ class SessionActor(pykka.ThreadingActor):
         return convert.system_message(text, self.seq, db.now_ms())
 
     def _summary(self) -> dict[str, Any]:
-        s = self.s
-        return {
-            "sessionId": self.session_id,
-            "status": s["status"],
-            "costUsd": s["costUsd"],
-            "inputTokens": s["inputTokens"],
-            "outputTokens": s["outputTokens"],
-            "messageCount": s["messageCount"],
-            "lastActivity": s["updatedAt"],
-            "stalled": self.stalled,
-        }
+        return summary_of(self.s, stalled=self.stalled)
 
     def _report(self, *, status_changed: bool) -> None:
         self._tell(
