@@ -39,7 +39,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from actors.normalized import DISPLAYED_KINDS, Normalized
+from corral.actors.normalized import DISPLAYED_KINDS, Normalized
 
 __all__ = [
     "BASH_TOOL",

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actors.normalized import Normalized
-from actors.ports import ExitReport, ReplyTo
-from protocol.errors import RpcError
+from corral.actors.normalized import Normalized
+from corral.actors.ports import ExitReport, ReplyTo
+from corral.protocol.errors import RpcError
 
 # ---------------------------------------------------------------- router → registry
 

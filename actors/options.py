@@ -12,8 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from actors.settings import Settings
-from protocol.errors import InvalidParams
+from corral.actors.settings import Settings
+from corral.protocol.errors import InvalidParams
 
 _BLOCKED_PREFIXES = ("CLAUDE", "CODEX", "OLLAMA", "ANTHROPIC_")
 _ALLOWED_PREFIXES = ("CLAUDE_CODE_EXPERIMENTAL_",)

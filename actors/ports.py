@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from actors.normalized import Normalized
-from protocol.errors import InternalError, RpcError
+from corral.actors.normalized import Normalized
+from corral.protocol.errors import InternalError, RpcError
 
 
 class ReplyTo(Protocol):

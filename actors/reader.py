@@ -15,10 +15,9 @@ from typing import Any
 
 import apsw
 import pykka
-
-from actors import db
-from actors.ports import Outbox, ReplyTo, run_and_answer
-from protocol.errors import InternalError, NotFound
+from corral.actors import db
+from corral.actors.ports import Outbox, ReplyTo, run_and_answer
+from corral.protocol.errors import InternalError, NotFound
 
 log = logging.getLogger("corral.reader")
 

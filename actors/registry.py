@@ -29,11 +29,10 @@ from typing import Any
 
 import apsw
 import pykka
-
-from actors import db
-from actors import options as start_options
-from actors import settings as settings_mod
-from actors.messages import (
+from corral.actors import db
+from corral.actors import options as start_options
+from corral.actors import settings as settings_mod
+from corral.actors.messages import (
     Begin,
     Notify,
     Prompt,
@@ -47,10 +46,10 @@ from actors.messages import (
     StartFailed,
     Stop,
 )
-from actors.ports import Outbox, ProviderCatalog, ReplyTo, run_and_answer
-from actors.reader import Query, ReaderPool
-from actors.scheduler import Scheduler, Tick
-from actors.session import (
+from corral.actors.ports import Outbox, ProviderCatalog, ReplyTo, run_and_answer
+from corral.actors.reader import Query, ReaderPool
+from corral.actors.scheduler import Scheduler, Tick
+from corral.actors.session import (
     SHUTDOWN_REASON,
     Control,
     SessionActor,
@@ -58,9 +57,9 @@ from actors.session import (
     new_session_row,
     summary_of,
 )
-from actors.settings import Settings
-from actors.state import TERMINAL
-from actors.store import (
+from corral.actors.settings import Settings
+from corral.actors.state import TERMINAL
+from corral.actors.store import (
     DeleteProject,
     DeleteSession,
     EnforceRetention,
@@ -70,7 +69,7 @@ from actors.store import (
     SaveSetting,
     Write,
 )
-from protocol.errors import (
+from corral.protocol.errors import (
     InternalError,
     MethodNotFound,
     NoSession,

@@ -25,9 +25,8 @@ from types import TracebackType
 from typing import Any
 
 import pykka
-
-from actors import convert, db
-from actors.messages import (
+from corral.actors import convert, db
+from corral.actors.messages import (
     Begin,
     Notify,
     Prompt,
@@ -41,8 +40,8 @@ from actors.messages import (
     StartFailed,
     Stop,
 )
-from actors.normalized import Normalized
-from actors.ports import (
+from corral.actors.normalized import Normalized
+from corral.actors.ports import (
     ExitReport,
     LaunchRequest,
     Outbox,
@@ -50,11 +49,11 @@ from actors.ports import (
     ProviderLauncher,
     ReplyTo,
 )
-from actors.scheduler import Generation, Scheduler, Tick
-from actors.settings import Settings
-from actors.state import IllegalTransition, SessionEvent, is_terminal, transition
-from actors.store import AddMessages, AddRaw, ForgetLive, Publication, SaveSession, Write
-from protocol.errors import InternalError, ProviderUnavailable, RpcError
+from corral.actors.scheduler import Generation, Scheduler, Tick
+from corral.actors.settings import Settings
+from corral.actors.state import IllegalTransition, SessionEvent, is_terminal, transition
+from corral.actors.store import AddMessages, AddRaw, ForgetLive, Publication, SaveSession, Write
+from corral.protocol.errors import InternalError, ProviderUnavailable, RpcError
 
 log = logging.getLogger("corral.session")
 

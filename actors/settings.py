@@ -12,8 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-
-from protocol.errors import InvalidParams
+from corral.protocol.errors import InvalidParams
 
 PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "plan")
 PROVIDERS = ("claude", "codex", "ollama", "mock")

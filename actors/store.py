@@ -23,9 +23,8 @@ from typing import Any
 
 import apsw
 import pykka
-
-from actors import db
-from actors.ports import Outbox
+from corral.actors import db
+from corral.actors.ports import Outbox
 
 log = logging.getLogger("corral.store")
 

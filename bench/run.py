@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol.client import Client, Subscriber
-from supervisor.background import DaemonProcess
+from corral.protocol.client import Client, Subscriber
+from corral.supervisor.background import DaemonProcess
 
 SCENARIOS = ("flood", "parallel", "ping", "rw", "start")
 TERMINAL = ("done", "error")
@@ -318,20 +318,51 @@ def scenario_flood(ctx: Context) -> list[Row]:
         total = len(stored)
         status = got.status.get(sid, "TIMEOUT") + (" (polled)" if got.polled else "")
         rows += [
-            Row("flood", "messages stored", total, "msgs",
-                f"flood={n} + prompt/init/turn; seqIds 1..n gapless: {stored_ok(stored)}"),
-            Row("flood", "start -> final commit", committed, "s",
-                f"daemon clock (session updatedAt); status={status}"),
-            Row("flood", "throughput", rate(total, committed), "msgs/s",
+            Row(
+                "flood",
+                "messages stored",
+                total,
+                "msgs",
+                f"flood={n} + prompt/init/turn; seqIds 1..n gapless: {stored_ok(stored)}",
+            ),
+            Row(
+                "flood",
+                "start -> final commit",
+                committed,
+                "s",
+                f"daemon clock (session updatedAt); status={status}",
+            ),
+            Row(
+                "flood",
+                "throughput",
+                rate(total, committed),
+                "msgs/s",
                 f"committed + published; {rate(total, seen):,.0f}/s up to the done event"
-                " at the subscriber"),
-            Row("flood", "msgs per event", len(received) / max(1, got.message_events), "msgs",
-                f"{got.message_events} agent.message events received"),
-            *latency_rows("flood", "commit->receive", got.latencies_ms, 1.0, "ms",
-                          "message timestamp (conversion) -> \"\" subscriber"),
-            Row("flood", "eseq gaps", sub.gaps, "gaps",
+                " at the subscriber",
+            ),
+            Row(
+                "flood",
+                "msgs per event",
+                len(received) / max(1, got.message_events),
+                "msgs",
+                f"{got.message_events} agent.message events received",
+            ),
+            *latency_rows(
+                "flood",
+                "commit->receive",
+                got.latencies_ms,
+                1.0,
+                "ms",
+                'message timestamp (conversion) -> "" subscriber',
+            ),
+            Row(
+                "flood",
+                "eseq gaps",
+                sub.gaps,
+                "gaps",
                 f"{sub.missed} events missed (PUB high-water mark); "
-                f"{missing} seqIds not received, {dups} duplicated"),
+                f"{missing} seqIds not received, {dups} duplicated",
+            ),
         ]
         if total < n:
             rows.append(Row("flood", "MISSING MESSAGES", n - total, "msgs", "stored < flood"))
@@ -384,25 +415,61 @@ def scenario_parallel(ctx: Context) -> list[Row]:
         done = sum(1 for s in got.status.values() if s == "done")
         received = sum(len(s) for s in got.seqs.values())
         rows += [
-            Row("parallel", "sessions", k, "sessions",
+            Row(
+                "parallel",
+                "sessions",
+                k,
+                "sessions",
                 f"{m} flood texts each; {done}/{k} done"
                 + (f" ({got.polled} learnt by polling)" if got.polled else "")
-                + f"; the {k} agent.start calls took {starts_done:.2f} s"),
-            Row("parallel", "messages stored", total, "msgs",
-                "all sessions gapless" if bad == 0 else f"{bad} sessions incomplete/gappy"),
-            Row("parallel", "start -> final commit", committed, "s",
-                "daemon clock (last session updatedAt)"),
-            Row("parallel", "aggregate throughput", rate(total, committed), "msgs/s",
+                + f"; the {k} agent.start calls took {starts_done:.2f} s",
+            ),
+            Row(
+                "parallel",
+                "messages stored",
+                total,
+                "msgs",
+                "all sessions gapless" if bad == 0 else f"{bad} sessions incomplete/gappy",
+            ),
+            Row(
+                "parallel",
+                "start -> final commit",
+                committed,
+                "s",
+                "daemon clock (last session updatedAt)",
+            ),
+            Row(
+                "parallel",
+                "aggregate throughput",
+                rate(total, committed),
+                "msgs/s",
                 f"committed + published; {rate(total, seen):,.0f}/s up to the last done"
-                " seen by the subscriber"),
-            *latency_rows("parallel", "commit->receive (1 project)",
-                          sample.latencies_ms if sample else [], 1.0, "ms",
-                          "subscriber on project/par0/ only"),
-            *latency_rows("parallel", "commit->receive (all)", got.latencies_ms, 1.0, "ms",
-                          f"\"\" subscriber; {received} of {total} messages received"),
-            Row("parallel", "eseq gaps", sub.gaps, "gaps",
+                " seen by the subscriber",
+            ),
+            *latency_rows(
+                "parallel",
+                "commit->receive (1 project)",
+                sample.latencies_ms if sample else [],
+                1.0,
+                "ms",
+                "subscriber on project/par0/ only",
+            ),
+            *latency_rows(
+                "parallel",
+                "commit->receive (all)",
+                got.latencies_ms,
+                1.0,
+                "ms",
+                f'"" subscriber; {received} of {total} messages received',
+            ),
+            Row(
+                "parallel",
+                "eseq gaps",
+                sub.gaps,
+                "gaps",
                 f"{sub.missed} events missed (PUB high-water mark); {missing} seqIds not"
-                f" received, {dups} duplicated"),
+                f" received, {dups} duplicated",
+            ),
         ]
     return rows + problem_rows("parallel", problems)
 
@@ -430,8 +497,9 @@ class ProjectSampler(threading.Thread):
                 self.result = collect(sub, {self.session_id}, self.timeout)
 
 
-def timed_calls(client: Client, method: str, params: dict[str, Any] | None, n: int,
-                budget_s: float) -> list[float]:
+def timed_calls(
+    client: Client, method: str, params: dict[str, Any] | None, n: int, budget_s: float
+) -> list[float]:
     """Round-trip times (seconds) of up to ``n`` sequential calls within ``budget_s``."""
     out: list[float] = []
     deadline = time.monotonic() + budget_s
@@ -462,8 +530,16 @@ def poll_stalls(samples_s: list[float]) -> str:
     )
 
 
-def latency_rows(scenario: str, metric: str, samples: list[float], scale: float, unit: str,
-                 notes: str = "", *, rpc: bool = False) -> list[Row]:
+def latency_rows(
+    scenario: str,
+    metric: str,
+    samples: list[float],
+    scale: float,
+    unit: str,
+    notes: str = "",
+    *,
+    rpc: bool = False,
+) -> list[Row]:
     """p50 and p99 rows; ``rpc``: samples are round-trips in seconds (checked for stalls)."""
     stall = poll_stalls(samples) if rpc else ""
     notes = "; ".join(x for x in (notes, stall) if x)
@@ -489,12 +565,15 @@ def scenario_ping(ctx: Context) -> list[Row]:
         get = timed_calls(client, "session.get", {"projectId": "seed"}, n, budget)
         size = len(client.call("session.messages.load", load_params)["messages"])
         load = timed_calls(client, "session.messages.load", load_params, ctx.sizes.load_n, budget)
-        rows += latency_rows("rpc", "daemon.ping", ping, 1e6, "µs", "answered by the router",
-                             rpc=True)
-        rows += latency_rows("rpc", "session.get", get, 1e6, "µs", "via the registry actor",
-                             rpc=True)
-        rows += latency_rows("rpc", f"messages.load({size})", load, 1e3, "ms",
-                             "via a reader actor", rpc=True)
+        rows += latency_rows(
+            "rpc", "daemon.ping", ping, 1e6, "µs", "answered by the router", rpc=True
+        )
+        rows += latency_rows(
+            "rpc", "session.get", get, 1e6, "µs", "via the registry actor", rpc=True
+        )
+        rows += latency_rows(
+            "rpc", f"messages.load({size})", load, 1e3, "ms", "via a reader actor", rpc=True
+        )
     return rows + problem_rows("rpc", problems)
 
 
@@ -529,8 +608,10 @@ def scenario_rw(ctx: Context) -> list[Row]:
             busy_get += timed_calls(client, "session.get", {"projectId": "seed"}, 1, budget)
             busy_ping += timed_calls(client, "daemon.ping", None, 1, budget)
             got = sub.recv(0)
-            if got is not None and got[1]["data"].get("sessionId") == writer and (
-                got[1]["data"].get("status") in TERMINAL
+            if (
+                got is not None
+                and got[1]["data"].get("sessionId") == writer
+                and (got[1]["data"].get("status") in TERMINAL)
             ):
                 ended = True
                 break
@@ -539,20 +620,28 @@ def scenario_rw(ctx: Context) -> list[Row]:
             wait_session_status(client, "writer", ctx.sizes.wait_s)
         stored = client.call("session.get", {"projectId": "writer"})["session"]["lastSeqId"]
         note = (
-            f"flood of {n} ended during the reads" if ended
+            f"flood of {n} ended during the reads"
+            if ended
             else f"read cap reached before the flood of {n} ended"
         )
         rows += latency_rows("read/write", "load(500) idle", idle, 1e3, "ms", rpc=True)
-        rows += latency_rows("read/write", "load(500) during flood", busy, 1e3, "ms",
-                             f"{window:.1f} s window; {note}", rpc=True)
-        rows += latency_rows("read/write", "session.get idle", idle_get, 1e3, "ms",
-                             rpc=True)
-        rows += latency_rows("read/write", "session.get during flood", busy_get, 1e3, "ms",
-                             rpc=True)
-        rows += latency_rows("read/write", "daemon.ping during flood", busy_ping, 1e3, "ms",
-                             rpc=True)
-        rows.append(Row("read/write", "writer messages stored", stored, "msgs",
-                        f"flood={n}"))
+        rows += latency_rows(
+            "read/write",
+            "load(500) during flood",
+            busy,
+            1e3,
+            "ms",
+            f"{window:.1f} s window; {note}",
+            rpc=True,
+        )
+        rows += latency_rows("read/write", "session.get idle", idle_get, 1e3, "ms", rpc=True)
+        rows += latency_rows(
+            "read/write", "session.get during flood", busy_get, 1e3, "ms", rpc=True
+        )
+        rows += latency_rows(
+            "read/write", "daemon.ping during flood", busy_ping, 1e3, "ms", rpc=True
+        )
+        rows.append(Row("read/write", "writer messages stored", stored, "msgs", f"flood={n}"))
     return rows + problem_rows("read/write", problems)
 
 
@@ -597,10 +686,17 @@ def scenario_start(ctx: Context) -> list[Row]:
                 elif got[1].get("event") == "agent.status" and data.get("status") in TERMINAL:
                     done = True
     rows += latency_rows("start", "agent.start -> reply", reply, 1e3, "ms", rpc=True)
-    rows += latency_rows("start", "-> first agent.message", first, 1e3, "ms",
-                         "the prompt echo (seqId 1)")
-    rows += latency_rows("start", "-> first mock message", first_agent, 1e3, "ms",
-                         "provider process spawned and printed init")
+    rows += latency_rows(
+        "start", "-> first agent.message", first, 1e3, "ms", "the prompt echo (seqId 1)"
+    )
+    rows += latency_rows(
+        "start",
+        "-> first mock message",
+        first_agent,
+        1e3,
+        "ms",
+        "provider process spawned and printed init",
+    )
     return rows + problem_rows("start", problems)
 
 
@@ -608,8 +704,15 @@ def problem_rows(scenario: str, problems: list[str]) -> list[Row]:
     if not problems:
         return []
     first = problems[0]
-    return [Row(scenario, "daemon log warnings/errors", len(problems), "lines",
-                first[:160] + (" …" if len(first) > 160 else ""))]
+    return [
+        Row(
+            scenario,
+            "daemon log warnings/errors",
+            len(problems),
+            "lines",
+            first[:160] + (" …" if len(first) > 160 else ""),
+        )
+    ]
 
 
 RUNNERS: dict[str, Callable[[Context], list[Row]]] = {
@@ -724,9 +827,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "machine": info,
             "sizes": asdict(ctx.sizes),
-            "rows": [
-                {**asdict(r), "value": None if _is_nan(r.value) else r.value} for r in rows
-            ],
+            "rows": [{**asdict(r), "value": None if _is_nan(r.value) else r.value} for r in rows],
         }
         Path(args.json).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return 1 if failed else 0

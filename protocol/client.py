@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import zmq
-
-from protocol.envelope import dumps, loads
-from protocol.errors import error_from_json
-from protocol.events import HEARTBEAT_TOPIC
+from corral.protocol.envelope import dumps, loads
+from corral.protocol.errors import error_from_json
+from corral.protocol.events import HEARTBEAT_TOPIC
 
 __all__ = ["Client", "Subscriber"]
 

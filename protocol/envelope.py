@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-
-from protocol.errors import InvalidRequest, ParseError, RpcError, TooLarge
+from corral.protocol.errors import InvalidRequest, ParseError, RpcError, TooLarge
 
 __all__ = [
     "MAX_BATCH",

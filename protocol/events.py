@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.methods import (
+from corral.protocol.methods import (
     AGENT_MESSAGE,
     BOOT,
     HEALTH,

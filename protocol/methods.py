@@ -17,9 +17,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import PROTOCOL_VERSION
-from protocol.errors import ALL_ERRORS, InvalidParams, MethodNotFound
-from protocol.schema import Validator, compile_schema
+from corral.protocol import PROTOCOL_VERSION
+from corral.protocol.errors import ALL_ERRORS, InvalidParams, MethodNotFound
+from corral.protocol.schema import Validator, compile_schema
 
 __all__ = [
     "AGENT_MESSAGE",
@@ -644,7 +644,7 @@ def validate_params(method: str, params: object) -> dict[str, Any]:
 @functools.cache
 def describe() -> dict[str, Any]:
     """The ``rpc.describe`` result (computed once; treat it as read-only)."""
-    from protocol.events import EVENTS
+    from corral.protocol.events import EVENTS
 
     return {
         "protocolVersion": PROTOCOL_VERSION,

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
-from protocol.errors import InvalidParams
+from corral.protocol.errors import InvalidParams
 
 __all__ = ["SchemaError", "Validator", "compile_schema", "validate"]
 

@@ -1,5 +1,5 @@
-"""`python -m supervisor` runs the corral CLI."""
+"""`python -m corral.supervisor` runs the corral CLI."""
 
-from supervisor.cli import main
+from corral.supervisor.cli import main
 
 main()

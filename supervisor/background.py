@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from protocol.client import Client
-from protocol.endpoints import default_events_url, default_rpc_url
+from corral.protocol.client import Client
+from corral.protocol.endpoints import default_events_url, default_rpc_url
 
 
 class DaemonProcess:
@@ -52,7 +52,7 @@ class DaemonProcess:
         argv = [
             sys.executable,
             "-m",
-            "supervisor",
+            "corral.supervisor",
             "serve",
             "--rpc",
             self.rpc_url,

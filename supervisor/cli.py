@@ -11,8 +11,7 @@ import sys
 from typing import Annotated
 
 import typer
-
-from supervisor import config as config_mod
+from corral.supervisor import config as config_mod
 
 app = typer.Typer(
     name="corral",
@@ -39,7 +38,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the daemon in the foreground (SIGINT/SIGTERM stop it cleanly)."""
-    from supervisor.daemon import serve as run
+    from corral.supervisor.daemon import serve as run
 
     try:
         cfg = config_mod.resolve(
@@ -69,7 +68,7 @@ def demo(
     ] = 120,
 ) -> None:
     """Start a daemon on a temporary dir and stream a simulated agent session."""
-    from supervisor.demo import run_demo
+    from corral.supervisor.demo import run_demo
 
     raise typer.Exit(run_demo(keep=keep, delay_ms=delay_ms))
 
@@ -77,7 +76,7 @@ def demo(
 @app.command()
 def version() -> None:
     """Print corral's version."""
-    from supervisor.daemon import version as v
+    from corral.supervisor.daemon import version as v
 
     typer.echo(v())
 

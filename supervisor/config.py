@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol import endpoints
+from corral.protocol import endpoints
 
 
 class ConfigError(Exception):

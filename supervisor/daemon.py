@@ -22,22 +22,21 @@ from typing import Any
 
 import pykka
 import zmq
-
-from actors import db
-from actors.messages import Shutdown
-from actors.reader import ReaderActor, ReaderPool
-from actors.registry import RegistryActor
-from actors.scheduler import Scheduler
-from actors.store import Drain, Heartbeat, StoreActor
-from protocol import endpoints
-from supervisor import proctools
-from supervisor.config import ConfigError, DaemonConfig
-from supervisor.notify import sd_notify
-from supervisor.outbox import RouterOutbox
-from supervisor.providers.catalog import Catalog
-from supervisor.providers.claude_adapter import ClaudeAdapter
-from supervisor.providers.mock import MockAdapter
-from supervisor.router import Router
+from corral.actors import db
+from corral.actors.messages import Shutdown
+from corral.actors.reader import ReaderActor, ReaderPool
+from corral.actors.registry import RegistryActor
+from corral.actors.scheduler import Scheduler
+from corral.actors.store import Drain, Heartbeat, StoreActor
+from corral.protocol import endpoints
+from corral.supervisor import proctools
+from corral.supervisor.config import ConfigError, DaemonConfig
+from corral.supervisor.notify import sd_notify
+from corral.supervisor.outbox import RouterOutbox
+from corral.supervisor.providers.catalog import Catalog
+from corral.supervisor.providers.claude_adapter import ClaudeAdapter
+from corral.supervisor.providers.mock import MockAdapter
+from corral.supervisor.router import Router
 
 log = logging.getLogger("corral.daemon")
 

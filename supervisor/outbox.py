@@ -13,7 +13,7 @@ import queue
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.errors import RpcError
+from corral.protocol.errors import RpcError
 
 
 @dataclass(frozen=True)

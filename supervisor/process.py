@@ -89,7 +89,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from supervisor.proctools import (
+from corral.supervisor.proctools import (
     ProcStat,
     children_of,
     is_subreaper,

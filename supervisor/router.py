@@ -18,19 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-
-from actors.messages import Request
-from actors.reader import Query
-from protocol import envelope, methods
-from protocol import events as event_defs
-from protocol.errors import (
+from corral.actors.messages import Request
+from corral.actors.reader import Query
+from corral.protocol import envelope, methods
+from corral.protocol import events as event_defs
+from corral.protocol.errors import (
     InternalError,
     InvalidRequest,
     Overloaded,
     RpcError,
     ShuttingDown,
 )
-from supervisor.outbox import PublishItem, ReplyItem, Route, RouterOutbox
+from corral.supervisor.outbox import PublishItem, ReplyItem, Route, RouterOutbox
 
 log = logging.getLogger("corral.router")
 

@@ -16,13 +16,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from actors.normalized import Normalized
-from actors.ports import ExitReport, LaunchRequest
-from actors.settings import Settings
-from supervisor.process import ExitInfo, ProviderProcess
+from corral.actors.normalized import Normalized
+from corral.actors.ports import ExitReport, LaunchRequest
+from corral.actors.settings import Settings
+from corral.supervisor.process import ExitInfo, ProviderProcess
 
 log = logging.getLogger("corral.providers")
 
@@ -181,8 +180,3 @@ class StreamJsonHandle:
                 stopped_by_us=info.stopped_by_us,
             )
         )
-
-
-def package_root() -> Path:
-    """The directory holding the corral packages (for running built-in agents)."""
-    return Path(__file__).resolve().parent.parent.parent

@@ -11,10 +11,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from actors.ports import LaunchRequest, ProviderHandle
-from actors.settings import Settings
-from protocol.errors import InvalidParams, ProviderUnavailable
-from supervisor.providers.base import ProviderAdapter, StreamJsonHandle
+from corral.actors.ports import LaunchRequest, ProviderHandle
+from corral.actors.settings import Settings
+from corral.protocol.errors import InvalidParams, ProviderUnavailable
+from corral.supervisor.providers.base import ProviderAdapter, StreamJsonHandle
 
 NOT_YET = {
     "codex": "the codex provider is not supported by this corral version yet",

@@ -14,12 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from actors.ports import LaunchRequest
-from actors.settings import Settings
-from protocol.errors import InvalidParams, ProviderUnavailable
-from supervisor.providers import claude_stream
-from supervisor.providers.base import LaunchSpec, ProviderAdapter
-from supervisor.providers.claude import (
+from corral.actors.ports import LaunchRequest
+from corral.actors.settings import Settings
+from corral.protocol.errors import InvalidParams, ProviderUnavailable
+from corral.supervisor.providers import claude_stream
+from corral.supervisor.providers.base import LaunchSpec, ProviderAdapter
+from corral.supervisor.providers.claude import (
     ClaudeLaunchOptions,
     build_argv,
     build_env,

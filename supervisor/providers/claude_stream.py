@@ -37,8 +37,7 @@ import threading
 from typing import Any
 
 import orjson
-
-from actors.normalized import Normalized
+from corral.actors.normalized import Normalized
 
 __all__ = [
     "ClaudeStreamParser",

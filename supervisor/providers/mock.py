@@ -8,18 +8,16 @@ actor, store, events. No network, no credentials.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
-
-from actors.ports import LaunchRequest
-from actors.settings import Settings
-from protocol.errors import InvalidParams
-from supervisor.providers import claude_stream, mock_agent
-from supervisor.providers.base import LaunchSpec, ProviderAdapter, package_root
+from corral.actors.ports import LaunchRequest
+from corral.actors.settings import Settings
+from corral.protocol.errors import InvalidParams
+from corral.supervisor.providers import claude_stream, mock_agent
+from corral.supervisor.providers.base import LaunchSpec, ProviderAdapter
 
 
 class MockAdapter(ProviderAdapter):
@@ -46,7 +44,7 @@ class MockAdapter(ProviderAdapter):
         argv = [
             sys.executable,
             "-m",
-            "supervisor.providers.mock_agent",
+            "corral.supervisor.providers.mock_agent",
             "--config",
             orjson.dumps(options.get("providerConfig", {})).decode(),
             "--state-dir",
@@ -62,8 +60,6 @@ class MockAdapter(ProviderAdapter):
             argv += ["--session-id", request.session_id]
         env = dict(base_env)
         env.update(options.get("extraEnv", {}))
-        root = str(package_root())
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return LaunchSpec(
             argv=argv,
             env=env,

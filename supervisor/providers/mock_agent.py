@@ -3,7 +3,7 @@
 Owns the ``mock`` provider's behaviour and its ``providerConfig`` validation
 (:func:`validate_config`). Run as a separate program::
 
-    python -m supervisor.providers.mock_agent [--session-id ID | --resume ID]
+    python -m corral.supervisor.providers.mock_agent [--session-id ID | --resume ID]
         [--config JSON] [--state-dir DIR] [--model NAME] [--cwd DIR]
 
 It behaves like ``claude -p --input-format stream-json --output-format
@@ -796,7 +796,7 @@ def _load_state(state_dir: str | None, session_id: str) -> dict[str, Any] | None
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m supervisor.providers.mock_agent",
+        prog="python -m corral.supervisor.providers.mock_agent",
         description="corral's simulated agent (Claude stream-json dialect on stdin/stdout)",
     )
     ident = parser.add_mutually_exclusive_group()

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from protocol.client import Client, Subscriber
+from corral.protocol.client import Client, Subscriber
 
 FAST = {"delayMs": 0}
 

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from corral.protocol.client import Client
+from corral.supervisor.background import DaemonProcess
 
-from protocol.client import Client
-from supervisor.background import DaemonProcess
 from tests.integration.helpers import poll
 
-CORRAL = [sys.executable, "-m", "supervisor"]
+CORRAL = [sys.executable, "-m", "corral.supervisor"]
 
 
 def test_demo_streams_a_transcript_and_summarises() -> None:

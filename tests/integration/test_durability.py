@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from protocol.client import Subscriber
-from supervisor.background import DaemonProcess
-from supervisor.proctools import pid_alive
+from corral.protocol.client import Subscriber
+from corral.supervisor.background import DaemonProcess
+from corral.supervisor.proctools import pid_alive
+
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import all_messages, poll, start_mock, wait_status
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-
-from protocol.client import Client, Subscriber
-from protocol.errors import (
+from corral.protocol.client import Client, Subscriber
+from corral.protocol.errors import (
     InvalidParams,
     NoSession,
     NotFound,
@@ -24,8 +23,9 @@ from protocol.errors import (
     SessionRunning,
     ShuttingDown,
 )
-from protocol.schema import validate
-from supervisor.background import DaemonProcess
+from corral.protocol.schema import validate
+from corral.supervisor.background import DaemonProcess
+
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import poll, set_setting, start_mock
 from tests.support.contract import CONTRACT_METHOD_ERRORS, CONTRACT_METHODS

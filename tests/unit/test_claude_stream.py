@@ -9,16 +9,15 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from actors.normalized import Normalized
-from supervisor.providers import claude_stream
-from supervisor.providers.claude_stream import (
+from corral.actors.normalized import Normalized
+from corral.supervisor.providers import claude_stream
+from corral.supervisor.providers.claude_stream import (
     ClaudeStreamParser,
     encode_interrupt,
     encode_user_message,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "claude"
 

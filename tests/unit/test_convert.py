@@ -6,17 +6,16 @@ import json
 from typing import Any, get_args
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from actors.convert import (
+from corral.actors.convert import (
     MAX_RESULT_LINES,
     is_displayed,
     to_agent_message,
     truncate_lines,
     user_message,
 )
-from actors.normalized import Kind, Normalized
+from corral.actors.normalized import Kind, Normalized
+from hypothesis import given
+from hypothesis import strategies as st
 
 DISPLAYED = ["init", "text", "thinking", "tool_call", "tool_result", "error", "system"]
 HIDDEN = ["cost", "status", "compaction", "turn_end", "unknown"]

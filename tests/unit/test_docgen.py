@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from actors import settings as settings_mod
-from actors.state import SessionEvent
-from protocol.errors import ALL_ERRORS
-from protocol.events import EVENTS
-from protocol.methods import METHODS, PROVIDERS
-from supervisor import docgen
-from supervisor.providers import claude_adapter, mock_agent
+from corral.actors import settings as settings_mod
+from corral.actors.state import SessionEvent
+from corral.protocol.errors import ALL_ERRORS
+from corral.protocol.events import EVENTS
+from corral.protocol.methods import METHODS, PROVIDERS
+from corral.supervisor import docgen
+from corral.supervisor.providers import claude_adapter, mock_agent
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -34,7 +33,7 @@ def _section(text: str, heading: str) -> str:
 
 def test_committed_document_is_up_to_date() -> None:
     assert docgen.check_file(DOC), (
-        "docs/protocol.md is stale: run python -m supervisor.docgen --write docs/protocol.md"
+        "docs/protocol.md is stale: run python -m corral.supervisor.docgen --write docs/protocol.md"
     )
     assert docgen.main(["--check", str(DOC)]) == 0
 
@@ -88,7 +87,7 @@ def test_providers_tables_mention_every_provider_and_config_key(generated: str) 
 
 
 def test_state_machine_table_is_the_modules(generated: str) -> None:
-    from actors.state import describe_table
+    from corral.actors.state import describe_table
 
     machine = _section(generated, "Session status state machine")
     assert describe_table() in machine

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from actors.normalized import Normalized
-from supervisor.providers.claude_stream import (
+from corral.actors.normalized import Normalized
+from corral.supervisor.providers.claude_stream import (
     ClaudeStreamParser,
     encode_interrupt,
     encode_user_message,
 )
-from supervisor.providers.mock_agent import DEFAULTS, MockConfigError, validate_config
+from corral.supervisor.providers.mock_agent import DEFAULTS, MockConfigError, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"delayMs": 0}
@@ -41,7 +40,7 @@ DEFAULT_KINDS = [
 
 
 def command(*args: str, config: dict[str, Any] | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "supervisor.providers.mock_agent", *args]
+    cmd = [sys.executable, "-m", "corral.supervisor.providers.mock_agent", *args]
     if config is not None:
         cmd += ["--config", json.dumps(config)]
     return cmd

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from actors.options import filter_env, resolve
-from actors.settings import DEFAULTS, Settings
-from protocol.errors import InvalidParams
+from corral.actors.options import filter_env, resolve
+from corral.actors.settings import DEFAULTS, Settings
+from corral.protocol.errors import InvalidParams
 
 
 def settings(**overrides: str) -> Settings:

@@ -20,11 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from supervisor.process import ExitInfo, LineSplitter, ProviderProcess, _pin
-from supervisor.proctools import (
+from corral.supervisor.process import ExitInfo, LineSplitter, ProviderProcess, _pin
+from corral.supervisor.proctools import (
     children_of,
     descendants,
     is_subreaper,
@@ -35,6 +32,8 @@ from supervisor.proctools import (
     process_group_of,
     read_stat,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -728,8 +727,8 @@ sys.stdin.readline()
 # Runs before each scenario body, in a helper process that made itself a subreaper.
 SCENARIO_PRELUDE = """\
 import json, logging, os, signal, sys, time
-from supervisor import proctools
-from supervisor.process import ProviderProcess
+from corral.supervisor import proctools
+from corral.supervisor.process import ProviderProcess
 
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
 me = os.getpid()

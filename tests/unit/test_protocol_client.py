@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 import pytest
 import zmq
-
-from protocol.client import Client, Subscriber
-from protocol.errors import InvalidParams, NoSession, RpcError
-from protocol.events import HEARTBEAT_TOPIC, event_frame, project_topic
+from corral.protocol.client import Client, Subscriber
+from corral.protocol.errors import InvalidParams, NoSession, RpcError
+from corral.protocol.events import HEARTBEAT_TOPIC, event_frame, project_topic
 
 Handler = Callable[[list[bytes]], list[list[bytes]]]
 """Gets the frames after the identity; returns reply messages (without identity)."""

@@ -8,8 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from protocol.endpoints import (
+from corral.protocol.endpoints import (
     DISCOVERY_FILE,
     default_data_dir,
     default_events_url,

@@ -6,10 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from protocol.envelope import (
+from corral.protocol.envelope import (
     MAX_BATCH,
     MAX_REQUEST_BYTES,
     Call,
@@ -21,8 +18,8 @@ from protocol.envelope import (
     loads,
     result_response,
 )
-from protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError, TooLarge
-from protocol.events import (
+from corral.protocol.errors import InvalidParams, InvalidRequest, ParseError, RpcError, TooLarge
+from corral.protocol.events import (
     DAEMON_EVENTS,
     EVENT_FRAME,
     EVENTS,
@@ -33,7 +30,9 @@ from protocol.events import (
     event_topic,
     project_topic,
 )
-from protocol.schema import validate
+from corral.protocol.schema import validate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def one(payload: bytes) -> Call | Rejected:

@@ -6,10 +6,9 @@ from typing import Any
 
 import orjson
 import pytest
-
-from protocol.errors import ALL_ERRORS, InvalidParams, MethodNotFound
-from protocol.events import EVENTS
-from protocol.methods import (
+from corral.protocol.errors import ALL_ERRORS, InvalidParams, MethodNotFound
+from corral.protocol.events import EVENTS
+from corral.protocol.methods import (
     GENERIC_ERRORS,
     METHODS,
     NO_NUL_PATTERN,
@@ -19,7 +18,8 @@ from protocol.methods import (
     describe,
     validate_params,
 )
-from protocol.schema import compile_schema, validate
+from corral.protocol.schema import compile_schema, validate
+
 from tests.support.contract import CONTRACT_METHODS
 
 REQUIRED_VALUES: dict[str, object] = {

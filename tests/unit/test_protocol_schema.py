@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from protocol.errors import InvalidParams
-from protocol.schema import SchemaError, compile_schema, validate
+from corral.protocol.errors import InvalidParams
+from corral.protocol.schema import SchemaError, compile_schema, validate
 
 
 def bad(schema: dict, value: object, path: str = "") -> InvalidParams:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pykka
 import pytest
-
-from actors.scheduler import (
+from corral.actors.scheduler import (
     Generation,
     Scheduler,
     Tick,

@@ -13,9 +13,8 @@ from typing import Any
 
 import pykka
 import pytest
-
-from actors import db
-from actors.messages import (
+from corral.actors import db
+from corral.actors.messages import (
     Begin,
     Notify,
     Prompt,
@@ -26,13 +25,13 @@ from actors.messages import (
     StartFailed,
     Stop,
 )
-from actors.normalized import Normalized
-from actors.ports import ExitReport, LaunchRequest
-from actors.scheduler import Scheduler
-from actors.session import Control, SessionActor, SessionDeps, new_session_row
-from actors.settings import DEFAULTS, Settings
-from actors.store import Drain, StoreActor
-from protocol.errors import ProviderUnavailable
+from corral.actors.normalized import Normalized
+from corral.actors.ports import ExitReport, LaunchRequest
+from corral.actors.scheduler import Scheduler
+from corral.actors.session import Control, SessionActor, SessionDeps, new_session_row
+from corral.actors.settings import DEFAULTS, Settings
+from corral.actors.store import Drain, StoreActor
+from corral.protocol.errors import ProviderUnavailable
 
 
 class Outbox:
@@ -390,7 +389,7 @@ def test_a_crashing_session_stops_its_process_and_tells_the_registry(
     def broken(*_args: Any, **_kw: Any) -> dict[str, Any]:
         raise RuntimeError("conversion bug")
 
-    monkeypatch.setattr("actors.convert.to_agent_message", broken)
+    monkeypatch.setattr("corral.actors.convert.to_agent_message", broken)
     handle.emit(Normalized("text", text="boom"))
     deadline = time.monotonic() + 5
     while rig.ref.is_alive() and time.monotonic() < deadline:

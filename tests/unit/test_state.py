@@ -5,11 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from actors import state
-from actors.state import (
+from corral.actors import state
+from corral.actors.state import (
     STATUSES,
     TERMINAL,
     TRANSITIONS,
@@ -22,6 +19,8 @@ from actors.state import (
     legal_events,
     transition,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 E = SessionEvent
 

@@ -10,9 +10,8 @@ from typing import Any
 
 import apsw
 import pytest
-
-from actors import db
-from actors.store import (
+from corral.actors import db
+from corral.actors.store import (
     AddMessages,
     DeleteSession,
     Drain,

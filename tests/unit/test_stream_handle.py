@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from actors.normalized import Normalized
-from actors.ports import ExitReport, LaunchRequest
-from supervisor.proctools import pid_alive
-from supervisor.providers import base
-from supervisor.providers.base import LaunchSpec, StreamJsonHandle, StreamParser
+from corral.actors.normalized import Normalized
+from corral.actors.ports import ExitReport, LaunchRequest
+from corral.supervisor.proctools import pid_alive
+from corral.supervisor.providers import base
+from corral.supervisor.providers.base import LaunchSpec, StreamJsonHandle, StreamParser
 
 BIG_PROMPT = "x" * (4 * 1024 * 1024)  # far more than a pipe buffer holds
 RETURNS_WITHIN_S = 1.0
