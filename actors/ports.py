@@ -33,12 +33,14 @@ class Outbox(Protocol):
 
 @dataclass(frozen=True)
 class ExitReport:
-    """How a provider process ended."""
+    """How a provider process (or an in-process provider stream) ended."""
 
-    returncode: int | None
-    signal: int | None
-    stderr_tail: str
-    stopped_by_us: bool
+    returncode: int | None  # as Popen reports it (negative = killed by a signal)
+    signal: int | None  # the signal that killed it, if any
+    stderr_tail: str  # last bytes of stderr, decoded with errors="replace"
+    stopped_by_us: bool  # a stop or close was asked for before it ended
+    pid: int | None = None
+    leftover_killed: int = 0  # processes of its tree still alive after it exited, killed by us
 
 
 @dataclass
