@@ -18,10 +18,12 @@ error      ``text``: an error the provider reported                     system
 system     ``text``: a provider note worth showing (permission denied,  system
            "[Request interrupted by user]")
 cost       ``cost_usd`` (cumulative for the provider session when       no
-           ``cost_cumulative``), per-turn token counts
+           ``cost_cumulative``), per-turn token counts, and the model's
+           ``context_window`` when the provider reports it
 status     ``text``/``status``: a transient provider state (api retry)  no
 compaction context was compacted                                        no
-turn_end   the turn finished; ``is_error`` and ``text`` (error text)    no
+turn_end   the turn finished; ``is_error`` and ``text`` (error text),   no
+           ``error_info``: the provider's error code when it gives one
 unknown    ``raw``: a line the parser does not understand               no
 ========== ============================================================ =========
 
@@ -75,4 +77,6 @@ class Normalized:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
+    context_window: int | None = None
+    error_info: str | None = None
     raw: dict[str, Any] | None = None
