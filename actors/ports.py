@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from corral.actors.normalized import Normalized
@@ -43,6 +43,16 @@ class ExitReport:
     leftover_killed: int = 0  # processes of its tree still alive after it exited, killed by us
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider handle can do, so the session adapts instead of guessing."""
+
+    mid_turn_prompts: bool = False
+    """A prompt may be handed over while a turn runs (the provider queues it, as
+    Claude Code does). Without it the session keeps the prompt and hands it
+    over when the turn ends, never killing the running turn."""
+
+
 @dataclass
 class LaunchRequest:
     """Everything a provider needs to start a process for a session."""
@@ -58,11 +68,13 @@ class LaunchRequest:
     # gives the reader back a credit (flow control: a flood cannot outrun the store)
     on_messages: Callable[[list[Normalized], Callable[[], None]], None]
     on_exit: Callable[[ExitReport], None]
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ProviderHandle(Protocol):
-    """A running provider process, driven by its session actor."""
+    """A running provider (a process, or an in-process stream), driven by its session."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     @property
     def pid(self) -> int | None: ...
@@ -71,8 +83,8 @@ class ProviderHandle(Protocol):
     def alive(self) -> bool: ...
 
     def send_prompt(self, text: str) -> bool:
-        """Hand a follow-up prompt to the running process; False if it cannot take it
-        (exited, or being stopped)."""
+        """Hand a follow-up prompt to the provider; False if it cannot take it
+        (exited, or being stopped). Called mid-turn only with ``mid_turn_prompts``."""
 
     def stop_turn(self) -> None:
         """Urgent stop: the provider's own interrupt, then the signal ladder. Never blocks."""
@@ -86,7 +98,8 @@ class ProviderHandle(Protocol):
 
 class ProviderLauncher(Protocol):
     def launch(self, request: LaunchRequest) -> ProviderHandle:
-        """Start the provider process. Raises ProviderUnavailable or OSError."""
+        """Open the provider for a session (started, prompt taken). Raises
+        ProviderUnavailable or OSError."""
 
 
 def run_and_answer(
@@ -109,6 +122,9 @@ def run_and_answer(
 
 class ProviderCatalog(Protocol):
     """What the registry may ask about providers before it starts a session."""
+
+    def names(self) -> tuple[str, ...]:
+        """Every registered provider name."""
 
     def availability(
         self, name: str, settings: dict[str, str], *, probe: bool = False

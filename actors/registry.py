@@ -86,7 +86,6 @@ log = logging.getLogger("corral.registry")
 IDEMPOTENCY_TTL_S = 600.0
 NOTIFICATION_RING = 100
 HEALTH_INTERVAL_S = 1.0
-PROVIDER_NAMES = ("claude", "codex", "ollama", "mock")
 
 
 @dataclass
@@ -666,7 +665,7 @@ class RegistryActor(pykka.ThreadingActor):
 
     def _rpc_daemon_info(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
         providers = {}
-        for name in PROVIDER_NAMES:
+        for name in self._catalog.names():
             available, detail = self._catalog.availability(name, self.settings.values, probe=True)
             if not self.settings.provider_enabled(name):
                 available, detail = False, "disabled in provider_settings"

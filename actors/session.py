@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -156,6 +157,7 @@ class SessionActor(pykka.ThreadingActor):
         self.proc: ProviderHandle | None = None
         self.proc_gen = Generation()
         self.pending_turns = 0
+        self.queued: deque[str] = deque()  # prompts held until the turn ends
         self.stopping = False
         self.stop_waiters: list[ReplyTo] = []
         self.tool_names: dict[str, str] = {}
@@ -262,8 +264,17 @@ class SessionActor(pykka.ThreadingActor):
         self.pending_turns += 1
         if not was_running:
             self._arm_stall()
-        if self.proc is not None and self.proc.send_prompt(text):
-            return None
+        if self.proc is not None:
+            if was_running and not self.proc.capabilities.mid_turn_prompts:
+                # Never kill a running turn for a follow-up: hand it over at its end.
+                self.queued.append(text)
+                return None
+            if self.proc.send_prompt(text):
+                return None
+        return self._hand_over_by_launch(text)
+
+    def _hand_over_by_launch(self, text: str) -> tuple[RpcError, list[dict[str, Any]]] | None:
+        """Start a (new) provider process for ``text``; (error, messages) if that fails."""
         try:
             self._launch(text)
         except RpcError as exc:
@@ -279,6 +290,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _launch_failed(self, exc: RpcError) -> tuple[RpcError, list[dict[str, Any]]]:
         self.pending_turns = 0
+        self.queued.clear()
         self._transition(SessionEvent.PROCESS_CRASHED)
         self.s["error"] = exc.message
         return exc, [self._system_message(exc.message)]
@@ -323,6 +335,7 @@ class SessionActor(pykka.ThreadingActor):
             )
             return
         self.stopping = True
+        self.queued.clear()  # a stop cancels the prompts waiting for the turn's end
         self.stop_waiters.append(reply_to)
         if self.proc is None:
             self._finish_stopped([])
@@ -419,14 +432,32 @@ class SessionActor(pykka.ThreadingActor):
             messages.append(convert.system_message("stopped", self.seq, db.now_ms()))
         elif n.is_error:
             self.pending_turns = 0
+            if self.queued:
+                self.seq += 1
+                note = f"{len(self.queued)} queued prompt(s) not sent: the turn failed"
+                messages.append(convert.system_message(note, self.seq, db.now_ms()))
+                self.queued.clear()
             self._transition(SessionEvent.TURN_FAILED)
             self.s["error"] = n.text or "the provider reported an error"
         elif self.pending_turns == 0:
             self._transition(SessionEvent.TURN_DONE)
             self.s.pop("error", None)
-        else:
+        elif not (self.queued and self._hand_over_queued(messages)):
             return False
         self._became_terminal()
+        return True
+
+    def _hand_over_queued(self, messages: list[dict[str, Any]]) -> bool:
+        """The turn ended and a prompt waits: give it to the provider (its user
+        message was recorded when it arrived). True if that failed, which ended
+        the session in ``error``."""
+        text = self.queued.popleft()
+        if self.proc is not None and self.proc.send_prompt(text):
+            return False
+        error = self._hand_over_by_launch(text)
+        if error is None:
+            return False
+        messages.extend(error[1])
         return True
 
     def _apply_cost(self, n: Normalized) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 from corral.protocol.errors import InvalidParams
+from corral.protocol.providers import provider_names
 
 PERMISSION_MODES = ("default", "acceptEdits", "bypassPermissions", "plan")
-PROVIDERS = ("claude", "codex", "ollama", "mock")
+PROVIDERS = provider_names()
 
 DEFAULTS: dict[str, str] = {
     "permission_mode": "default",

@@ -19,6 +19,7 @@ from typing import Any
 
 from corral.protocol import PROTOCOL_VERSION
 from corral.protocol.errors import ALL_ERRORS, InvalidParams, MethodNotFound
+from corral.protocol.providers import provider_names
 from corral.protocol.schema import Validator, compile_schema
 
 __all__ = [
@@ -63,7 +64,8 @@ INT64_MAX = 2**63 - 1
 NO_NUL_PATTERN = r"^[^\x00]*$"
 """Strings that become a path, an argv entry or an environment value cannot hold NUL."""
 
-PROVIDERS: tuple[str, ...] = ("claude", "codex", "ollama", "mock")
+PROVIDERS: tuple[str, ...] = provider_names()
+"""Registered provider names (the ``corral.providers`` entry points)."""
 PERMISSION_MODES: tuple[str, ...] = ("default", "acceptEdits", "bypassPermissions", "plan")
 SESSION_STATUSES: tuple[str, ...] = ("idle", "running", "done", "error")
 MESSAGE_ROLES: tuple[str, ...] = (

@@ -29,13 +29,12 @@ from corral.actors.registry import RegistryActor
 from corral.actors.scheduler import Scheduler
 from corral.actors.store import Drain, Heartbeat, StoreActor
 from corral.protocol import endpoints
-from corral.supervisor import proctools
 from corral.supervisor.config import ConfigError, DaemonConfig
 from corral.supervisor.notify import sd_notify
 from corral.supervisor.outbox import RouterOutbox
-from corral.supervisor.providers.catalog import Catalog
-from corral.supervisor.providers.claude_adapter import ClaudeAdapter
-from corral.supervisor.providers.mock import MockAdapter
+from corral.supervisor.process import procfs
+from corral.supervisor.providers.api import ProviderContext
+from corral.supervisor.providers.registry import ProviderRegistry
 from corral.supervisor.router import Router
 
 log = logging.getLogger("corral.daemon")
@@ -78,7 +77,7 @@ class Daemon:
     def start(self) -> None:
         # Orphans of provider trees (tools in sessions of their own) come to us,
         # not to init, so they can still be killed and reaped.
-        if proctools.become_subreaper():
+        if procfs.become_subreaper():
             log.debug("child subreaper: orphaned provider descendants are reparented to us")
         else:
             log.debug("cannot become a child subreaper: orphaned descendants go to init")
@@ -100,11 +99,12 @@ class Daemon:
         self._readers = ReaderPool(
             [ReaderActor.start(cfg.db_path, self._outbox) for _ in range(READERS)]
         )
-        catalog = Catalog(
-            {
-                "mock": MockAdapter(str(cfg.data_dir / "mock")),
-                "claude": ClaudeAdapter(cfg.claude_bin),
-            }
+        providers = ProviderRegistry.load(
+            ProviderContext(
+                data_dir=cfg.data_dir,
+                base_env=dict(os.environ),
+                binaries={"claude": cfg.claude_bin} if cfg.claude_bin else {},
+            )
         )
         info = {
             "version": version(),
@@ -120,8 +120,8 @@ class Daemon:
             readers=self._readers,
             scheduler=self._scheduler,
             outbox=self._outbox,
-            launcher=catalog,
-            catalog=catalog,
+            launcher=providers,
+            catalog=providers,
             info=info,
         )
         self._router = Router(

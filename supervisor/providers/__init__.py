@@ -1,0 +1,1 @@
+"""Provider plugins (one package each), the reusable handle bases and the registry."""

@@ -20,8 +20,7 @@ import pytest
 from corral.protocol.client import Client, Subscriber
 from corral.protocol.errors import ProviderUnavailable
 from corral.supervisor.background import DaemonProcess
-from corral.supervisor.proctools import pid_alive, pids_in_group
-from corral.supervisor.providers.claude import FALLBACK_LOCATIONS
+from corral.supervisor.providers.claude.launch import FALLBACK_LOCATIONS
 
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import all_messages, poll, set_setting
@@ -35,6 +34,7 @@ from tests.support.fake_anthropic import (
     script_slow_tool,
     text_reply,
 )
+from tests.support.proc import pid_alive, pids_in_group
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 PROJECT = "claude-p1"

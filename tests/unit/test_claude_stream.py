@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 from corral.actors.normalized import Normalized
-from corral.supervisor.providers import claude_stream
-from corral.supervisor.providers.claude_stream import (
+from corral.supervisor.providers.claude import stream as claude_stream
+from corral.supervisor.providers.claude.stream import (
     ClaudeStreamParser,
     encode_interrupt,
     encode_user_message,

@@ -10,8 +10,10 @@ from corral.actors.state import SessionEvent
 from corral.protocol.errors import ALL_ERRORS
 from corral.protocol.events import EVENTS
 from corral.protocol.methods import METHODS, PROVIDERS
-from corral.supervisor import docgen
-from corral.supervisor.providers import claude_adapter, mock_agent
+from corral.supervisor.providers.claude import adapter as claude_adapter
+from corral.supervisor.providers.mock import config as mock_agent
+
+from tests.support import docgen
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -33,7 +35,7 @@ def _section(text: str, heading: str) -> str:
 
 def test_committed_document_is_up_to_date() -> None:
     assert docgen.check_file(DOC), (
-        "docs/protocol.md is stale: run python -m corral.supervisor.docgen --write docs/protocol.md"
+        "docs/protocol.md is stale: run python -m tests.support.docgen --write docs/protocol.md"
     )
     assert docgen.main(["--check", str(DOC)]) == 0
 
@@ -123,7 +125,7 @@ def test_missing_words_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_mock_effect_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(docgen.MOCK_EFFECTS, "flood")
+    monkeypatch.delitem(mock_agent.EFFECTS, "flood")
     with pytest.raises(docgen.DocDrift):
         docgen.generate()
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from corral.actors.normalized import Normalized
-from corral.supervisor.providers.claude_stream import (
+from corral.supervisor.providers.claude.stream import (
     ClaudeStreamParser,
     encode_interrupt,
     encode_user_message,
 )
-from corral.supervisor.providers.mock_agent import DEFAULTS, MockConfigError, validate_config
+from corral.supervisor.providers.mock.config import DEFAULTS, MockConfigError, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"delayMs": 0}
@@ -40,7 +40,7 @@ DEFAULT_KINDS = [
 
 
 def command(*args: str, config: dict[str, Any] | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "corral.supervisor.providers.mock_agent", *args]
+    cmd = [sys.executable, "-m", "corral.supervisor.providers.mock", *args]
     if config is not None:
         cmd += ["--config", json.dumps(config)]
     return cmd

@@ -26,7 +26,7 @@ from corral.actors.messages import (
     Stop,
 )
 from corral.actors.normalized import Normalized
-from corral.actors.ports import ExitReport, LaunchRequest
+from corral.actors.ports import Capabilities, ExitReport, LaunchRequest
 from corral.actors.scheduler import Scheduler
 from corral.actors.session import Control, SessionActor, SessionDeps, new_session_row
 from corral.actors.settings import DEFAULTS, Settings
@@ -66,6 +66,11 @@ class FakeHandle:
     running: bool = True
     handed: int = 0
     acked: int = 0
+    mid_turn: bool = True
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(mid_turn_prompts=self.mid_turn)
 
     @property
     def pid(self) -> int | None:
@@ -276,6 +281,61 @@ def test_prompt_while_running_waits_for_both_turns(rig: Rig) -> None:
         "status": "running",
         "seqId": 2,
     }
+
+
+def test_a_provider_without_mid_turn_prompts_gets_the_prompt_at_the_turn_end(
+    rig: Rig,
+) -> None:
+    handle = begin(rig)
+    handle.mid_turn = False
+    rig.ref.tell(Prompt("second", "r2", 1))
+    rig.ref.tell(Prompt("third", "r3", 2))
+    rig.sync()
+    # recorded at once (seqIds 2 and 3), but the running turn is left alone
+    assert handle.prompts == ["do it"]
+    assert [m["content"] for m in rig.messages() if m["role"] == "user"] == [
+        "do it",
+        "second",
+        "third",
+    ]
+    assert not handle.stopped and not handle.closed and len(rig.launcher.handles) == 1
+    handle.emit(Normalized("text", text="one"), Normalized("turn_end"))
+    rig.sync()
+    assert handle.prompts == ["do it", "second"]
+    assert rig.row()["status"] == "running"
+    handle.emit(Normalized("text", text="two"), Normalized("turn_end"))
+    rig.sync()
+    assert handle.prompts == ["do it", "second", "third"]
+    assert rig.row()["status"] == "running"
+    handle.emit(Normalized("text", text="three"), Normalized("turn_end"))
+    rig.sync()
+    assert rig.row()["status"] == "done"
+
+
+def test_a_stop_cancels_the_prompts_waiting_for_the_turn_end(rig: Rig) -> None:
+    handle = begin(rig)
+    handle.mid_turn = False
+    rig.ref.tell(Prompt("second", "r2", 1))
+    rig.ref.tell(Stop("stop-reply"))
+    rig.sync()
+    assert handle.stopped
+    handle.emit(Normalized("turn_end", is_error=True, text="interrupted"))
+    rig.sync()
+    assert rig.row()["status"] == "done"
+    assert handle.prompts == ["do it"]  # the queued prompt never reached the provider
+    assert len(rig.launcher.handles) == 1
+
+
+def test_a_failed_turn_drops_the_waiting_prompts_with_a_note(rig: Rig) -> None:
+    handle = begin(rig)
+    handle.mid_turn = False
+    rig.ref.tell(Prompt("second", "r2", 1))
+    rig.sync()
+    handle.emit(Normalized("turn_end", is_error=True, text="HTTP 500"))
+    rig.sync()
+    assert rig.row()["status"] == "error" and rig.row()["error"] == "HTTP 500"
+    assert rig.messages()[-1]["content"] == "1 queued prompt(s) not sent: the turn failed"
+    assert handle.prompts == ["do it"]
 
 
 def test_turn_error_and_unexpected_exit(rig: Rig) -> None:

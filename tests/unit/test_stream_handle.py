@@ -1,4 +1,4 @@
-"""StreamJsonHandle's control calls never block (the ProviderHandle contract).
+"""StdioStreamHandle's control calls never block (the ProviderHandle contract).
 
 The provider here is ``sleep``: it never reads its stdin, so once the pipe is
 full every write blocks, as with a provider that hangs. ``stop_turn`` and
@@ -20,9 +20,15 @@ from pathlib import Path
 import pytest
 from corral.actors.normalized import Normalized
 from corral.actors.ports import ExitReport, LaunchRequest
-from corral.supervisor.proctools import pid_alive
-from corral.supervisor.providers import base
-from corral.supervisor.providers.base import LaunchSpec, StreamJsonHandle, StreamParser
+from corral.supervisor.providers.handles import stdio_stream as base
+from corral.supervisor.providers.handles.stdio_stream import (
+    PromptLines,
+    StdioSpec,
+    StdioStreamHandle,
+    StreamParser,
+)
+
+from tests.support.proc import pid_alive
 
 BIG_PROMPT = "x" * (4 * 1024 * 1024)  # far more than a pipe buffer holds
 RETURNS_WITHIN_S = 1.0
@@ -50,15 +56,17 @@ def make_handle(
     parser: StreamParser | None = None,
     interrupt: bytes | None = b'{"type":"control_request"}\n',
     name: str = "test-handle",
-) -> StreamJsonHandle:
+) -> StdioStreamHandle:
     """A started handle on `argv` (prompts are written as plain lines)."""
-    spec = LaunchSpec(
+    spec = StdioSpec(
         argv=argv,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         cwd=str(tmp_path),
-        encode_prompt=lambda text: text.encode() + b"\n",
-        encode_interrupt=(lambda: interrupt) if interrupt is not None else None,
-        parser=parser or _NoParser(),
+        protocol=PromptLines(
+            parser or _NoParser(),
+            lambda text: text.encode() + b"\n",
+            (lambda: interrupt) if interrupt is not None else None,
+        ),
     )
     request = LaunchRequest(
         session_id="s1",
@@ -71,12 +79,12 @@ def make_handle(
         on_messages=on_messages,
         on_exit=on_exit,
     )
-    h = StreamJsonHandle(spec, request, name=name)
+    h = StdioStreamHandle(spec, request, name=name)
     h.start("hello")
     return h
 
 
-def kill_and_wait(h: StreamJsonHandle) -> None:
+def kill_and_wait(h: StdioStreamHandle) -> None:
     pid = h.pid
     if pid is not None and pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
@@ -91,7 +99,7 @@ def short_ladder(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def handle(tmp_path: Path) -> Iterator[tuple[StreamJsonHandle, list[ExitReport]]]:
+def handle(tmp_path: Path) -> Iterator[tuple[StdioStreamHandle, list[ExitReport]]]:
     exits: list[ExitReport] = []
     h = make_handle(tmp_path, ["sleep", "60"], on_exit=exits.append)
     try:
@@ -100,7 +108,7 @@ def handle(tmp_path: Path) -> Iterator[tuple[StreamJsonHandle, list[ExitReport]]
         kill_and_wait(h)
 
 
-def _blocked_writer(h: StreamJsonHandle) -> tuple[threading.Thread, list[bool]]:
+def _blocked_writer(h: StdioStreamHandle) -> tuple[threading.Thread, list[bool]]:
     """A thread stuck in send_prompt on the full stdin pipe."""
     sent: list[bool] = []
     writer = threading.Thread(target=lambda: sent.append(h.send_prompt(BIG_PROMPT)), daemon=True)
@@ -122,7 +130,7 @@ def _returns_at_once(call: object) -> None:
 
 @pytest.mark.parametrize("method", ["stop_turn", "close"])
 def test_control_does_not_block_behind_a_stuck_stdin(
-    method: str, handle: tuple[StreamJsonHandle, list[ExitReport]]
+    method: str, handle: tuple[StdioStreamHandle, list[ExitReport]]
 ) -> None:
     h, exits = handle
     pid = h.pid

@@ -1,9 +1,10 @@
-"""The `claude` provider: Claude Code in one long-lived stream-json process.
+"""The ``claude`` provider: binds Claude Code's launch rules and stream to a session.
 
 Launch facts (binary discovery, flags, environment) live in
-``supervisor/providers/claude.py``; its output is read by
-``supervisor/providers/claude_stream.py``. This adapter binds them to a
-session's options and the operator's ``provider_settings.claude``.
+:mod:`.launch`; output is read by :mod:`.stream`. A session's process is a
+:class:`~corral.supervisor.providers.handles.stdio_stream.StdioStreamHandle`
+speaking stream-json: prompts are user lines on stdin (the CLI queues those
+that arrive mid-turn), an interrupt is a ``control_request``.
 """
 
 from __future__ import annotations
@@ -11,36 +12,65 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from corral.actors.ports import LaunchRequest
+from corral.actors.ports import LaunchRequest, ProviderHandle
 from corral.actors.settings import Settings
-from corral.protocol.errors import InvalidParams, ProviderUnavailable
-from corral.supervisor.providers import claude_stream
-from corral.supervisor.providers.base import LaunchSpec, ProviderAdapter
-from corral.supervisor.providers.claude import (
+from corral.protocol.errors import ProviderUnavailable
+from corral.supervisor.providers.api import Provider
+from corral.supervisor.providers.claude import stream
+from corral.supervisor.providers.claude.launch import (
     ClaudeLaunchOptions,
     build_argv,
     build_env,
     claude_version,
     find_claude_binary,
 )
+from corral.supervisor.providers.handles.stdio_stream import (
+    PromptLines,
+    StdioSpec,
+    StdioStreamHandle,
+)
 
-CONFIG_KEYS = {"appendSystemPrompt": bool}
 VERSION_CACHE_S = 60.0
 
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "appendSystemPrompt": {
+            "type": "boolean",
+            "description": "true: `systemPrompt` is appended to Claude Code's own system "
+            "prompt; false or absent: it replaces it",
+        },
+    },
+}
+CONFIG_KEYS = tuple(CONFIG_SCHEMA["properties"])
 
-class ClaudeAdapter(ProviderAdapter):
+
+def stream_json_dialect() -> PromptLines:
+    """Claude Code's stream-json dialect (the mock agent speaks it too)."""
+    return PromptLines(
+        stream.ClaudeStreamParser(),
+        stream.encode_user_message,
+        lambda: stream.encode_interrupt("corral-stop"),
+    )
+
+
+class ClaudeProvider(Provider):
     name = "claude"
+    summary = "Claude Code (the `claude` CLI, one stream-json process per live session)"
+    config_schema: ClassVar[dict[str, Any]] = CONFIG_SCHEMA
 
-    def __init__(self, configured_bin: str | None = None) -> None:
-        self._configured = configured_bin
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._lock = threading.Lock()
         self._versions: dict[str, tuple[float, str | None]] = {}
 
     def _binary(self, settings: Settings) -> tuple[str | None, list[str]]:
-        configured = settings.provider_config("claude").get("bin") or self._configured
+        configured = settings.provider_config("claude").get("bin") or self.context.binaries.get(
+            "claude"
+        )
         return find_claude_binary(configured if isinstance(configured, str) else None, os.environ)
 
     def _version(self, binary: str) -> str | None:
@@ -53,6 +83,11 @@ class ClaudeAdapter(ProviderAdapter):
             self._versions[binary] = (time.monotonic(), found)
         return found
 
+    def _cached_version(self, binary: str) -> str | None:
+        with self._lock:
+            cached = self._versions.get(binary)
+        return cached[1] if cached is not None else None
+
     def availability(self, settings: Settings, *, probe: bool = False) -> tuple[bool, str]:
         """Found or not (cheap: agent.start asks on the registry thread); the
         version runs ``claude --version`` only when probing (daemon.info)."""
@@ -62,28 +97,8 @@ class ClaudeAdapter(ProviderAdapter):
         found = self._version(binary) if probe else self._cached_version(binary)
         return True, f"{binary} ({found or 'version unknown'})"
 
-    def _cached_version(self, binary: str) -> str | None:
-        with self._lock:
-            cached = self._versions.get(binary)
-        return cached[1] if cached is not None else None
-
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        for key, value in config.items():
-            expected = CONFIG_KEYS.get(key)
-            if expected is None:
-                raise InvalidParams(
-                    f"providerConfig.{key}: unknown key for claude", field=f"providerConfig.{key}"
-                )
-            if not isinstance(value, expected):
-                raise InvalidParams(
-                    f"providerConfig.{key}: must be a {expected.__name__}",
-                    field=f"providerConfig.{key}",
-                )
-        return dict(config)
-
-    def launch_spec(
-        self, request: LaunchRequest, settings: Settings, base_env: Mapping[str, str]
-    ) -> LaunchSpec:
+    def open(self, request: LaunchRequest) -> ProviderHandle:
+        settings = Settings(request.settings)
         binary, searched = self._binary(settings)
         if binary is None:
             detail = "claude not found; searched: " + ", ".join(searched)
@@ -103,16 +118,12 @@ class ClaudeAdapter(ProviderAdapter):
         )
         operator_env = settings.provider_config("claude").get("env", {})
         env = build_env(
-            base_env,
+            self.context.base_env,
             operator_env if isinstance(operator_env, dict) else {},
             o.get("extraEnv", {}),
             o.get("claudeConfigDir"),
         )
-        return LaunchSpec(
-            argv=build_argv(binary, opts),
-            env=env,
-            cwd=o["cwd"],
-            encode_prompt=claude_stream.encode_user_message,
-            encode_interrupt=lambda: claude_stream.encode_interrupt("corral-stop"),
-            parser=claude_stream.ClaudeStreamParser(),
-        )
+        spec = StdioSpec(build_argv(binary, opts), env, o["cwd"], stream_json_dialect())
+        handle = StdioStreamHandle(spec, request, name=f"claude:{request.session_id}")
+        handle.start(request.prompt)
+        return handle

@@ -1,19 +1,21 @@
-"""Generate the reference part of ``docs/protocol.md`` from the definitions.
+"""Generate the reference part of ``docs/protocol.md`` from the definitions (a
+development tool: not part of the installed package).
 
 The tables are built from what the daemon enforces: method and event schemas
 (:mod:`protocol.methods`, :mod:`protocol.events`), error classes
 (:mod:`protocol.errors`), envelope limits (:mod:`protocol.envelope`), settings
 (:mod:`actors.settings`), the session state machine (:mod:`actors.state`) and
-the providers' ``providerConfig`` validators. The few words written here (what
-an error means, what a setting or mock key does) are checked for coverage, and
+the providers (their summary, ``doc.md`` and ``providerConfig`` JSON Schema, from
+the provider registry). The few words written here (what an error means, what
+a setting does) are checked for coverage, and
 the stated settings ranges are probed against the real validators, so the
 documentation cannot silently drift from the code.
 
 Usage::
 
-    python -m corral.supervisor.docgen                          # print the markdown
-    python -m corral.supervisor.docgen --check docs/protocol.md  # exit 1 if stale
-    python -m corral.supervisor.docgen --write docs/protocol.md  # rewrite the block
+    python -m tests.support.docgen                          # print the markdown
+    python -m tests.support.docgen --check docs/protocol.md  # exit 1 if stale
+    python -m tests.support.docgen --write docs/protocol.md  # rewrite the block
 
 The generated block of a document sits between :data:`START` and :data:`END`.
 """
@@ -33,7 +35,7 @@ from corral.protocol import PROTOCOL_VERSION, envelope
 from corral.protocol import events as event_defs
 from corral.protocol import methods as method_defs
 from corral.protocol.errors import ALL_ERRORS
-from corral.supervisor.providers import catalog, claude_adapter, mock_agent
+from corral.supervisor.providers.registry import provider_classes
 
 __all__ = ["END", "START", "DocDrift", "check_file", "extract", "generate", "main", "splice"]
 
@@ -116,33 +118,6 @@ SETTINGS_ALLOWED_TEXT: dict[str, str] = {
     ),
 }
 """Allowed values of the settings that are neither integers nor permission modes."""
-
-MOCK_EFFECTS: dict[str, str] = {
-    "turns": "assistant turns answered per prompt",
-    "toolCalls": "tool call + tool result pairs per turn",
-    "delayMs": "pause between output lines",
-    "textBytes": "size of each assistant text, in bytes",
-    "hang": "after init, print nothing more and stay running until stopped",
-    "failAfter": (
-        "exit with code 1 after this many output lines (the session ends in `error`); null: never"
-    ),
-    "flood": "first print this many assistant texts as fast as possible",
-}
-"""What each mock ``providerConfig`` key does (every key of the mock's DEFAULTS)."""
-
-CLAUDE_EFFECTS: dict[str, str] = {
-    "appendSystemPrompt": (
-        "true: `systemPrompt` is appended to Claude Code's own system prompt; "
-        "false or absent: it replaces it"
-    ),
-}
-"""What each claude ``providerConfig`` key does."""
-
-PROVIDER_NOTES: dict[str, str] = {
-    "claude": "Claude Code (the `claude` CLI, one stream-json process per live session)",
-    "mock": "built-in simulated agent: no network, no credentials (demos and tests)",
-}
-"""Providers this version drives (the others come from the catalog's not-yet list)."""
 
 STATE_EVENTS: dict[str, str] = {
     "START": "the provider process is launched for a prompt (first prompt, or a resume)",
@@ -560,56 +535,50 @@ def _settings() -> list[str]:
     ]
 
 
-def _mock_type(key: str) -> tuple[str, str]:
-    """(type, range) of a mock providerConfig key."""
-    default = mock_agent.DEFAULTS[key]
-    if isinstance(default, bool):
-        return "boolean", "—"
-    lo, hi = mock_agent._INT_RANGES[key]
-    kind = "integer or null" if default is None else "integer"
-    return kind, f"{lo}..{hi}"
+def _config_rows(schema: Mapping[str, Any]) -> list[list[str]]:
+    """One row per ``providerConfig`` key: key, type, range, default, effect."""
+    rows = []
+    for key, prop in schema.get("properties", {}).items():
+        kind = prop.get("type", "any")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        low, high = prop.get("minimum"), prop.get("maximum")
+        bounds = f"{low}..{high}" if low is not None and high is not None else "—"
+        default = _code(_json(prop["default"])) if "default" in prop else "—"
+        if not prop.get("description"):
+            raise DocDrift(f"providerConfig key {key} has no description")
+        rows.append([_code(key), kind, bounds, default, prop["description"]])
+    return rows
 
 
 def _providers() -> list[str]:
-    rows = []
-    for name in method_defs.PROVIDERS:
-        note = catalog.NOT_YET.get(name)
-        if note is not None:
-            rows.append([_code(name), f"`agent.start` answers `provider_unavailable`: {note}"])
-        elif name in PROVIDER_NOTES:
-            rows.append([_code(name), PROVIDER_NOTES[name]])
-        else:
-            raise DocDrift(f"no words for provider {name}")
-    if set(mock_agent.DEFAULTS) != set(MOCK_EFFECTS):
-        raise DocDrift("MOCK_EFFECTS does not cover exactly the mock's providerConfig keys")
-    mock_rows = []
-    for key, default in mock_agent.DEFAULTS.items():
-        kind, bounds = _mock_type(key)
-        mock_rows.append([_code(key), kind, bounds, _code(_json(default)), MOCK_EFFECTS[key]])
-    if set(claude_adapter.CONFIG_KEYS) != set(CLAUDE_EFFECTS):
-        raise DocDrift("CLAUDE_EFFECTS does not cover exactly claude's providerConfig keys")
-    claude_rows = [
-        [_code(key), "boolean" if kind is bool else kind.__name__, CLAUDE_EFFECTS[key]]
-        for key, kind in claude_adapter.CONFIG_KEYS.items()
-    ]
-    return [
+    classes = provider_classes()
+    if tuple(classes) != method_defs.PROVIDERS:
+        raise DocDrift("the loaded providers differ from the registered names")
+    out = [
         "### Providers",
         "",
-        *_table(["provider", "in this version"], rows),
+        "Providers are plugins found through the `corral.providers` entry points.",
         "",
-        "#### `mock` providerConfig",
-        "",
-        "All keys are optional; an unknown key or a value out of range is `invalid_params` "
-        "with `data.field` = `providerConfig.<key>`.",
-        "",
-        *_table(["key", "type", "range", "default", "effect"], mock_rows),
-        "",
-        "#### `claude` providerConfig",
-        "",
-        "Any other key is `invalid_params` (`data.field` = `providerConfig.<key>`).",
-        "",
-        *_table(["key", "type", "effect"], claude_rows),
+        *_table(
+            ["provider", "in this version"], [[_code(n), c.summary] for n, c in classes.items()]
+        ),
     ]
+    for name, cls in classes.items():
+        doc = cls.doc().strip()
+        rows = _config_rows(cls.schema())
+        if doc:
+            out += ["", f"#### `{name}`", "", doc]
+        if rows:
+            out += [
+                "",
+                f"#### `{name}` providerConfig",
+                "",
+                "All keys are optional; an unknown key or a value out of range is "
+                "`invalid_params` with `data.field` = `providerConfig.<key>`.",
+                "",
+                *_table(["key", "type", "range", "default", "effect"], rows),
+            ]
+    return out
 
 
 def _state_machine() -> list[str]:
@@ -645,7 +614,7 @@ SECTIONS: tuple[Callable[[], list[str]], ...] = (
 def generate() -> str:
     """The generated reference, in markdown (ends with a newline)."""
     lines: list[str] = [
-        "<!-- This block is generated by `python -m corral.supervisor.docgen`; do not edit it. -->",
+        "<!-- This block is generated by `python -m tests.support.docgen`; do not edit it. -->",
         "",
     ]
     for section in SECTIONS:
@@ -690,7 +659,7 @@ def check_file(path: Path) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m corral.supervisor.docgen",
+        prog="python -m tests.support.docgen",
         description="Generate the reference tables of corral's protocol document.",
     )
     mode = parser.add_mutually_exclusive_group()
@@ -712,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if current != block:
             print(
                 f"docgen: {path}: the generated block is out of date; run "
-                f"python -m corral.supervisor.docgen --write {path}",
+                f"python -m tests.support.docgen --write {path}",
                 file=sys.stderr,
             )
             return 1

@@ -1,15 +1,15 @@
 """The built-in ``mock`` agent: a simulated coding agent speaking Claude stream-json.
 
-Owns the ``mock`` provider's behaviour and its ``providerConfig`` validation
-(:func:`validate_config`). Run as a separate program::
+Owns the ``mock`` provider's behaviour (its ``providerConfig`` is checked by
+:mod:`.config`, its content made by :mod:`.script`). Run as a separate program::
 
-    python -m corral.supervisor.providers.mock_agent [--session-id ID | --resume ID]
+    python -m corral.supervisor.providers.mock [--session-id ID | --resume ID]
         [--config JSON] [--state-dir DIR] [--model NAME] [--cwd DIR]
 
 It behaves like ``claude -p --input-format stream-json --output-format
 stream-json --verbose``: it reads stream-json ``user`` lines on stdin and
 answers each with the same line shapes the real CLI prints, so
-:class:`~supervisor.providers.claude_stream.ClaudeStreamParser` parses it with
+:class:`~corral.supervisor.providers.claude.stream.ClaudeStreamParser` parses it with
 no special case. Nothing is executed and nothing is written outside the state
 directory: tool calls and their results are simulated text.
 
@@ -36,45 +36,24 @@ Only the standard library is imported, to keep start-up fast.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import queue
 import re
-import signal
 import sys
 import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, NoReturn
+from typing import Any
 
-__all__ = ["DEFAULTS", "MockConfigError", "main", "validate_config"]
+from corral.supervisor.providers.mock import script
+
+__all__ = ["DEFAULT_MODEL", "SESSION_ID_RE", "MockAgent"]
 
 DEFAULT_MODEL = "mock-1"
 VERSION = "corral-mock 1"
-
-DEFAULTS: dict[str, Any] = {
-    "turns": 1,
-    "toolCalls": 2,
-    "delayMs": 50,
-    "textBytes": 200,
-    "hang": False,
-    "failAfter": None,
-    "flood": 0,
-}
-"""The ``providerConfig`` of a mock session when a key is absent."""
-
-# key -> (minimum, maximum); the maxima are generous guards, not part of the contract.
-_INT_RANGES: dict[str, tuple[int, int]] = {
-    "turns": (1, 1000),
-    "toolCalls": (0, 1000),
-    "delayMs": (0, 3_600_000),
-    "textBytes": (1, 1_048_576),
-    "failAfter": (0, 1_000_000_000),
-    "flood": (0, 1_000_000),
-}
 
 TOOLS = ["Task", "Bash", "Edit", "Glob", "Grep", "Read", "Write", "WebFetch", "TodoWrite"]
 
@@ -90,141 +69,7 @@ INTERRUPTED_TOOL_RESULT = (
 _SLICE = 0.05
 """Longest wait between checks of the SIGINT flag, in seconds."""
 
-_SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class MockConfigError(ValueError):
-    """A bad ``providerConfig`` for the mock provider; ``field`` names the key."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(field, message)
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-def validate_config(config: object) -> dict[str, Any]:
-    """Check a mock ``providerConfig`` and return it complete with defaults.
-
-    ``None`` means "no config". Unknown keys, wrong types (``bool`` is not an
-    int) and out-of-range values raise :class:`MockConfigError`.
-    """
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise MockConfigError("providerConfig", "must be an object")
-    out = dict(DEFAULTS)
-    for key, value in config.items():
-        if not isinstance(key, str) or key not in DEFAULTS:
-            raise MockConfigError(str(key), "unknown key")
-        if key == "hang":
-            if not isinstance(value, bool):
-                raise MockConfigError(key, "must be a boolean")
-            out[key] = value
-            continue
-        if key == "failAfter" and value is None:
-            out[key] = None
-            continue
-        low, high = _INT_RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MockConfigError(key, "must be an integer")
-        if value < low or value > high:
-            raise MockConfigError(key, f"must be between {low} and {high}")
-        out[key] = value
-    return out
-
-
-# ---------------------------------------------------------------------------
-# deterministic content
-
-_FILLER = (
-    " The mock agent simulates a coding session: it reads files, runs commands and"
-    " edits code, but nothing is executed and no file is touched."
-)
-
-
-def _snippet(prompt: str, limit: int = 60) -> str:
-    """ASCII-only, single-line excerpt of the prompt."""
-    chars = [c if " " <= c <= "~" else "?" for c in prompt[:limit]]
-    text = "".join(chars).strip()
-    if len(prompt) > limit:
-        text += "..."
-    return text or "(empty prompt)"
-
-
-def _sized(head: str, size: int) -> str:
-    """``head`` padded with filler or cut to exactly ``size`` ASCII characters."""
-    text = head
-    while len(text) < size:
-        text += _FILLER
-    return text[:size]
-
-
-def _slug(prompt: str) -> str:
-    words = [w for w in re.findall(r"[a-z0-9]+", prompt.lower()) if len(w) >= 4]
-    slug = "_".join(words[:2]) or "module"
-    return slug if slug[0].isalpha() else f"m_{slug}"
-
-
-def _tool_call(index: int, prompt: str, cwd: str) -> tuple[str, dict[str, Any], str, Any]:
-    """(name, input, result text, tool_use_result) of the simulated tool call ``index``."""
-    extra: dict[str, Any]
-    slug = _slug(prompt)
-    src = os.path.join(cwd, "src", f"{slug}.py")
-    kind = index % 5
-    if kind == 0:
-        lines = [
-            f'"""{slug} module (simulated content)."""',
-            "",
-            f"def {slug}() -> str:",
-            f'    return "{slug}"',
-        ]
-        numbered = "\n".join(f"{n:>6}\t{line}" for n, line in enumerate(lines, 1))
-        extra = {
-            "type": "text",
-            "file": {
-                "filePath": src,
-                "content": "\n".join(lines),
-                "numLines": len(lines),
-                "startLine": 1,
-                "totalLines": len(lines),
-            },
-        }
-        return "Read", {"file_path": src}, numbered, extra
-    if kind == 1:
-        stdout = f"src\ntests\nREADME.md\npyproject.toml\nsrc/{slug}.py"
-        extra = {
-            "stdout": stdout,
-            "stderr": "",
-            "interrupted": False,
-            "isImage": False,
-            "noOutputExpected": False,
-        }
-        tool_input = {"command": "ls src tests", "description": "List the project layout"}
-        return "Bash", tool_input, stdout, extra
-    if kind == 2:
-        files = [f"src/{slug}.py", f"tests/test_{slug}.py"]
-        text = f"Found {len(files)} files\n" + "\n".join(files)
-        extra = {"mode": "files_with_matches", "filenames": files, "numFiles": len(files)}
-        tool_input = {
-            "pattern": slug,
-            "path": os.path.join(cwd, "src"),
-            "output_mode": "files_with_matches",
-        }
-        return "Grep", tool_input, text, extra
-    if kind == 3:
-        old = f'    return "{slug}"'
-        new = f'    return "{slug} (updated)"'
-        text = f"The file {src} has been updated successfully."
-        extra = {"filePath": src, "oldString": old, "newString": new, "replaceAll": False}
-        tool_input = {"file_path": src, "old_string": old, "new_string": new}
-        return "Edit", tool_input, text, extra
-    files = [f"src/{slug}.py", "src/__init__.py", f"tests/test_{slug}.py"]
-    text = "\n".join(os.path.join(cwd, f) for f in files)
-    extra = {"filenames": files, "numFiles": len(files), "truncated": False}
-    return "Glob", {"pattern": "**/*.py", "path": cwd}, text, extra
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 # ---------------------------------------------------------------------------
@@ -504,13 +349,13 @@ class MockAgent:
     def _turn(self, prompt: str, conv_turn: int) -> str:
         cfg = self.config
         size = cfg["textBytes"]
-        snippet = _snippet(prompt)
+        snippet = script.snippet(prompt)
         if not self.flooded:
             self.flooded = True
             for i in range(1, cfg["flood"] + 1):
                 self.pause(0)  # no delay, but interrupts and SIGINT still end the flood
                 self._message_id = _new_id("msg_mock_")
-                self._text(_sized(f'[mock flood {i}/{cfg["flood"]}] "{snippet}".', size))
+                self._text(script.sized(f'[mock flood {i}/{cfg["flood"]}] "{snippet}".', size))
             if cfg["flood"]:
                 self._message_id = _new_id("msg_mock_")
         if cfg["hang"]:
@@ -530,14 +375,14 @@ class MockAgent:
             )
             self._step()
             self._text(
-                _sized(
+                script.sized(
                     f"[mock turn {conv_turn}, step {step}/{cfg['turns']}] Working on"
                     f' "{snippet}" (prompt {conv_turn} of this conversation).',
                     size,
                 )
             )
             for _ in range(cfg["toolCalls"]):
-                name, tool_input, result, extra = _tool_call(tool_index, prompt, self.cwd)
+                name, tool_input, result, extra = script.tool_call(tool_index, prompt, self.cwd)
                 tool_index += 1
                 tool_id = _new_id("toolu_mock_")
                 self._step()
@@ -561,7 +406,7 @@ class MockAgent:
                 self._message_id = _new_id("msg_mock_")
                 self._turn_requests += 1
         self._step()
-        final = _sized(
+        final = script.sized(
             f'[mock turn {conv_turn}] Done with "{snippet}" after {cfg["turns"]} step(s)'
             f" and {cfg['turns'] * cfg['toolCalls']} tool call(s); this conversation has"
             f" {conv_turn} prompt(s).",
@@ -690,163 +535,3 @@ class MockAgent:
         except OSError as exc:
             sys.stderr.write(f"mock agent: cannot save state: {exc}\n")
             sys.stderr.flush()
-
-
-# ---------------------------------------------------------------------------
-# stdin
-
-
-def _stdin_reader(events: queue.Queue[tuple[Any, ...]]) -> None:
-    """Turn stream-json stdin lines into events; runs in a daemon thread."""
-    stream = sys.stdin.buffer
-    while True:
-        try:
-            line = stream.readline()
-        except (OSError, ValueError):
-            line = b""
-        if not line:
-            events.put(("eof",))
-            return
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            sys.stderr.write("mock agent: ignoring a stdin line that is not JSON\n")
-            sys.stderr.flush()
-            continue
-        if not isinstance(obj, dict):
-            continue
-        kind = obj.get("type")
-        if kind == "user":
-            message = obj.get("message")
-            content = message.get("content") if isinstance(message, dict) else None
-            events.put(("user", _content_text(content)))
-        elif kind == "control_request":
-            request_id = obj.get("request_id")
-            request_id = request_id if isinstance(request_id, str) else ""
-            request = obj.get("request")
-            subtype = request.get("subtype") if isinstance(request, dict) else None
-            if subtype == "interrupt":
-                events.put(("interrupt", request_id))
-            else:
-                events.put(("control", request_id, str(subtype)))
-
-
-def _content_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict):
-                if block.get("type") == "text" and isinstance(block.get("text"), str):
-                    parts.append(block["text"])
-                elif block.get("type") == "image":
-                    parts.append("[image]")
-    return "\n".join(parts)
-
-
-# ---------------------------------------------------------------------------
-# entry point
-
-
-def _resume_unknown(session_id: str) -> NoReturn:
-    message = f"No conversation found with session ID: {session_id}"
-    line = {
-        "type": "result",
-        "subtype": "error_during_execution",
-        "duration_ms": 0,
-        "duration_api_ms": 0,
-        "is_error": True,
-        "num_turns": 0,
-        "stop_reason": None,
-        "session_id": session_id,
-        "total_cost_usd": 0,
-        "usage": {
-            "input_tokens": 0,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": 0,
-        },
-        "modelUsage": {},
-        "permission_denials": [],
-        "uuid": str(uuid.uuid4()),
-        "errors": [message],
-        "result_index": 0,
-    }
-    sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-    raise SystemExit(1)
-
-
-def _load_state(state_dir: str | None, session_id: str) -> dict[str, Any] | None:
-    if not state_dir or not _SESSION_ID_RE.match(session_id):
-        return None
-    path = os.path.join(state_dir, f"{session_id}.json")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) else None
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m corral.supervisor.providers.mock_agent",
-        description="corral's simulated agent (Claude stream-json dialect on stdin/stdout)",
-    )
-    ident = parser.add_mutually_exclusive_group()
-    ident.add_argument("--session-id", help="start a new session with this id")
-    ident.add_argument("--resume", help="continue a session saved in --state-dir")
-    parser.add_argument("--config", default=None, help="providerConfig as a JSON object")
-    parser.add_argument("--state-dir", default=None, help="directory for <session_id>.json")
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--cwd", default=None)
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the mock agent; returns the process exit code."""
-    args = _parse_args(argv)
-    try:
-        raw_config = json.loads(args.config) if args.config else None
-        config = validate_config(raw_config)
-    except ValueError as exc:
-        sys.stderr.write(f"mock agent: invalid --config: {exc}\n")
-        return 2
-
-    state: dict[str, Any] | None = None
-    if args.resume is not None:
-        state = _load_state(args.state_dir, args.resume)
-        if state is None:
-            _resume_unknown(args.resume)
-        session_id = args.resume
-    elif args.session_id is not None:
-        if not _SESSION_ID_RE.match(args.session_id):
-            sys.stderr.write(f"Error: Invalid session ID: {args.session_id}\n")
-            return 1
-        session_id = args.session_id
-    else:
-        session_id = str(uuid.uuid4())
-
-    cwd = args.cwd or (state or {}).get("cwd") or os.getcwd()
-    agent = MockAgent(config, session_id, args.model, str(cwd), args.state_dir, state)
-
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
-    signal.signal(signal.SIGINT, agent.on_sigint)
-    threading.Thread(target=_stdin_reader, args=(agent.events,), daemon=True).start()
-    try:
-        return agent.run()
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 0
-
-
-if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    # the stdin reader thread may still block in readline(): leave without joining it
-    os._exit(code)

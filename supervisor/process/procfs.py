@@ -1,10 +1,10 @@
-"""Small Linux process helpers read from ``/proc`` (and one ``prctl``).
+"""The ``/proc`` reads (and the one ``prctl``) that process supervision runs on.
 
-Owns the questions "which processes are in this process group / session?",
-"which processes descend from this one?" and "is this PID still a live
-process?", answered without signalling anything.  Zombies (state ``Z``) and
-dead tasks (state ``X``) count as *not* alive: they hold a PID but run
-nothing and cannot be killed any further.
+Owns the questions "what is this process (state, parent, group, session,
+start time)?", "which are its children?", "which processes are in this
+session?" and "are we a child subreaper?", answered without signalling
+anything.  Zombies (state ``Z``) and dead tasks (state ``X``) count as *not*
+alive: they hold a PID but run nothing and cannot be killed any further.
 
 Everything read from ``/proc`` is a snapshot: processes may start, exit or be
 reparented while it is read, so every helper tolerates vanished entries.
@@ -20,16 +20,11 @@ from typing import NamedTuple
 
 __all__ = [
     "ProcStat",
+    "all_stats",
     "become_subreaper",
     "children_of",
-    "descendants",
     "is_subreaper",
-    "parent_of",
-    "pid_alive",
-    "pids_in_group",
     "proc_stat",
-    "process_group_of",
-    "read_stat",
     "session_members",
 ]
 
@@ -37,12 +32,10 @@ _PROC = "/proc"
 _DEAD_STATES = frozenset("ZX")
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
-#: Default bound on how many processes :func:`descendants` returns.
-DESCENDANTS_LIMIT = 4096
 
 
 class ProcStat(NamedTuple):
-    """The fields of ``/proc/<pid>/stat`` this package uses."""
+    """The fields of ``/proc/<pid>/stat`` process supervision uses."""
 
     pid: int
     state: str  # one letter: R, S, D, T, Z, X, ...
@@ -89,33 +82,8 @@ def proc_stat(pid: int) -> ProcStat | None:
         return None
 
 
-def read_stat(pid: int) -> tuple[str, int, int] | None:
-    """Return ``(state, ppid, pgrp)`` of ``pid``, or ``None`` (see :func:`proc_stat`)."""
-    st = proc_stat(pid)
-    return None if st is None else (st.state, st.ppid, st.pgrp)
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie (or otherwise dead task)."""
-    st = proc_stat(pid)
-    return st is not None and not st.dead
-
-
-def process_group_of(pid: int) -> int | None:
-    """The process group of a live (non-zombie) ``pid``, or ``None``."""
-    st = proc_stat(pid)
-    if st is None or st.dead:
-        return None
-    return st.pgrp
-
-
-def parent_of(pid: int) -> int | None:
-    """The parent PID of ``pid`` (zombies included), or ``None`` if it is gone."""
-    st = proc_stat(pid)
-    return None if st is None else st.ppid
-
-
-def _all_stats() -> list[ProcStat]:
+def all_stats() -> list[ProcStat]:
+    """Every process ``/proc`` shows right now (in no particular order)."""
     try:
         names = os.listdir(_PROC)
     except OSError:
@@ -129,20 +97,11 @@ def _all_stats() -> list[ProcStat]:
     return found
 
 
-def pids_in_group(pgid: int, *, include_zombies: bool = False) -> list[int]:
-    """PIDs whose process group is ``pgid``, sorted; zombies left out by default."""
-    if pgid <= 0:
-        return []
-    return sorted(
-        st.pid for st in _all_stats() if st.pgrp == pgid and (include_zombies or not st.dead)
-    )
-
-
 def session_members(sid: int, *, include_zombies: bool = False) -> list[ProcStat]:
     """The processes of session ``sid`` (by PID); zombies left out by default."""
     if sid <= 0:
         return []
-    found = [st for st in _all_stats() if st.session == sid and (include_zombies or not st.dead)]
+    found = [st for st in all_stats() if st.session == sid and (include_zombies or not st.dead)]
     found.sort()
     return found
 
@@ -164,30 +123,6 @@ def children_of(pid: int) -> list[int]:
         except (OSError, ValueError):
             continue
     return found
-
-
-def descendants(pid: int, *, limit: int = DESCENDANTS_LIMIT) -> list[int]:
-    """The live descendants of ``pid`` (children, their children, ...), sorted.
-
-    At most ``limit`` of them.  A child that exits while the tree is walked
-    is skipped, and a PID is only followed while ``/proc`` still shows it as
-    a child of the process it was listed under.
-    """
-    found: set[int] = set()
-    todo = [pid]
-    while todo and len(found) < limit:
-        parent = todo.pop()
-        for child in children_of(parent):
-            if child in found or child == pid:
-                continue
-            st = proc_stat(child)
-            if st is None or st.dead or st.ppid != parent:
-                continue
-            found.add(child)
-            todo.append(child)
-            if len(found) >= limit:
-                break
-    return sorted(found)
 
 
 @functools.lru_cache(maxsize=1)

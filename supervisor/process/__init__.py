@@ -1,0 +1,64 @@
+"""Supervising provider child processes: spawn, read, signal, stop, kill what is left.
+
+One module per job:
+
+* :mod:`.child` -- :class:`ProviderProcess`, one provider CLI in its own
+  session: spawn, stdout/stderr pumps, stdin writes, the signal ladder, the
+  exit (reported once as an :class:`~corral.actors.ports.ExitReport`);
+* :mod:`.ladder` -- :class:`StopLadder`, when each signal of a stop ladder is due;
+* :mod:`.lines` -- :class:`LineSplitter`, stdout into bounded lines;
+* :mod:`.pump` -- reading a pipe until EOF, or until it idles after the exit;
+* :mod:`.tree` -- :class:`DescendantTracker`, every provider's descendants
+  (also outside its group), orphans handed to a subreaper, and killing what
+  a leader leaves behind; injected into each :class:`ProviderProcess`
+  (:func:`default_tracker` otherwise);
+* :mod:`.kill` -- signalling by ``(pid, start time)`` through pidfds,
+  freeze-then-kill, reaping by PID (never ``waitpid(-1)``);
+* :mod:`.procfs` -- the ``/proc`` reads and the subreaper ``prctl``.
+"""
+
+from corral.actors.ports import ExitReport
+from corral.supervisor.process.child import ProviderProcess
+from corral.supervisor.process.kill import (
+    Pinned,
+    freeze_and_kill,
+    pin_process,
+    reap_pid,
+)
+from corral.supervisor.process.ladder import StopLadder
+from corral.supervisor.process.lines import LineSplitter
+from corral.supervisor.process.procfs import (
+    ProcStat,
+    become_subreaper,
+    children_of,
+    is_subreaper,
+    proc_stat,
+    session_members,
+)
+from corral.supervisor.process.tree import (
+    TRACK_INTERVAL,
+    DescendantTracker,
+    ProcessTree,
+    default_tracker,
+)
+
+__all__ = [
+    "TRACK_INTERVAL",
+    "DescendantTracker",
+    "ExitReport",
+    "LineSplitter",
+    "Pinned",
+    "ProcStat",
+    "ProcessTree",
+    "ProviderProcess",
+    "StopLadder",
+    "become_subreaper",
+    "children_of",
+    "default_tracker",
+    "freeze_and_kill",
+    "is_subreaper",
+    "pin_process",
+    "proc_stat",
+    "reap_pid",
+    "session_members",
+]

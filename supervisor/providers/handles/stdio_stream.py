@@ -1,0 +1,227 @@
+"""The long-lived process base: a provider speaking a line protocol on stdin/stdout.
+
+Claude Code (stream-json), the mock agent and Codex's JSON-RPC ``app-server``
+are each one process per live session. What differs between them is the
+*dialect*, a :class:`LineProtocol`: which lines open the session, how a prompt
+and an interrupt are written, and what each output line means (normalized
+items for the session, and lines to write back, such as a handshake's next
+step or the answer to a server request). :class:`StdioStreamHandle` does the
+rest for all of them: the :class:`~corral.supervisor.process.ProviderProcess`,
+bounded stdin writes, one hand-off per read with flow control back from the
+store, the stop ladder and the exit report.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from corral.actors.normalized import Normalized
+from corral.actors.ports import Capabilities, ExitReport, LaunchRequest
+from corral.supervisor.process import ProviderProcess
+
+log = logging.getLogger("corral.providers")
+
+# Stop ladder after an interrupt: give the provider time to end its turn and
+# exit on stdin EOF, then SIGINT (graceful for Claude Code), SIGTERM, SIGKILL.
+INTERRUPT_GRACE_S = 2.0
+SIGINT_GRACE_S = 1.5
+SIGTERM_GRACE_S = 2.0
+CLOSE_GRACE_S = 3.0
+PROMPT_WRITE_TIMEOUT_S = 10.0
+REPLY_WRITE_TIMEOUT_S = 5.0
+BATCHES_IN_FLIGHT = 16  # reads (up to 64 KiB each) handed over but not yet committed
+CREDIT_POLL_S = 0.25
+CREDIT_WARN_S = 30.0
+
+
+class LineProtocol(Protocol):
+    """A provider's dialect on stdin/stdout. Every line given back ends in ``\\n``."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def opening(self, prompt: str) -> list[bytes]:
+        """Lines to write right after the process started (handshake, first prompt)."""
+        ...
+
+    def prompt(self, text: str) -> list[bytes]:
+        """Lines that hand the provider a follow-up prompt."""
+        ...
+
+    def interrupt(self) -> list[bytes]:
+        """Lines asking the provider to end its current turn (may be empty)."""
+        ...
+
+    def feed(self, line: bytes) -> tuple[list[Normalized], list[bytes]]:
+        """One output line: items for the session, and lines to write back."""
+        ...
+
+
+class StreamParser(Protocol):
+    def feed_line(self, line: bytes | str) -> list[Normalized]: ...
+
+
+class PromptLines:
+    """The dialect of providers whose prompts are plain input lines (stream-json):
+    an encoder for prompts, one for the interrupt, a parser for the output."""
+
+    def __init__(
+        self,
+        parser: StreamParser,
+        encode_prompt: Callable[[str], bytes],
+        encode_interrupt: Callable[[], bytes] | None,
+        capabilities: Capabilities | None = None,
+    ) -> None:
+        self._parser = parser
+        self._encode_prompt = encode_prompt
+        self._encode_interrupt = encode_interrupt
+        self._capabilities = capabilities or Capabilities(mid_turn_prompts=True)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def opening(self, prompt: str) -> list[bytes]:
+        return [self._encode_prompt(prompt)]
+
+    def prompt(self, text: str) -> list[bytes]:
+        return [self._encode_prompt(text)]
+
+    def interrupt(self) -> list[bytes]:
+        return [self._encode_interrupt()] if self._encode_interrupt is not None else []
+
+    def feed(self, line: bytes) -> tuple[list[Normalized], list[bytes]]:
+        return self._parser.feed_line(line), []
+
+
+@dataclass
+class StdioSpec:
+    """The process to run for a session, and the dialect it speaks."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    protocol: LineProtocol
+
+
+class StdioStreamHandle:
+    """A provider process driven through its :class:`LineProtocol` (a ProviderHandle)."""
+
+    def __init__(self, spec: StdioSpec, request: LaunchRequest, name: str) -> None:
+        self._spec = spec
+        self._protocol = spec.protocol
+        self._on_messages = request.on_messages
+        self._on_exit = request.on_exit
+        self._stopping = threading.Event()
+        self._credits = threading.Semaphore(BATCHES_IN_FLIGHT)
+        self._name = name
+        self._process = ProviderProcess(
+            spec.argv,
+            env=spec.env,
+            cwd=spec.cwd,
+            on_lines=self._lines,
+            on_exit=self._exited,
+            stdin_pipe=True,
+            name=name,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._protocol.capabilities
+
+    def start(self, prompt: str) -> None:
+        self._process.start()
+        if not self._write(self._protocol.opening(prompt), PROMPT_WRITE_TIMEOUT_S):
+            self.close()
+            raise OSError(f"the provider did not take its prompt on stdin: {self._name}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process.alive
+
+    def send_prompt(self, text: str) -> bool:
+        if self._stopping.is_set():
+            return False
+        # Bounded: a provider that stopped reading is not waited for by its
+        # session; the session then starts a fresh process (with resume).
+        return self._write(self._protocol.prompt(text), PROMPT_WRITE_TIMEOUT_S)
+
+    def stop_turn(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        # The ladder first: it bounds the stdin work below, which runs on its own
+        # thread because a write to a provider that stopped reading blocks (and
+        # holds the stdin lock) until the ladder's signals end the process.
+        self._process.terminate(
+            (
+                (0, INTERRUPT_GRACE_S),
+                (signal.SIGINT, SIGINT_GRACE_S),
+                (signal.SIGTERM, SIGTERM_GRACE_S),
+            )
+        )
+        self._end_stdin(self._protocol.interrupt())
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._process.terminate(((0, CLOSE_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)))
+        self._end_stdin([])
+
+    def wait_exit(self, timeout: float) -> bool:
+        return self._process.wait(timeout) is not None
+
+    # ------------------------------------------------------------ stdin
+
+    def _write(self, lines: list[bytes], timeout: float | None) -> bool:
+        return all(self._process.write(line, timeout) for line in lines)
+
+    def _end_stdin(self, last: list[bytes]) -> None:
+        """Write ``last``, then close stdin, without blocking the caller."""
+
+        def run() -> None:
+            self._write(last, None)
+            self._process.close_stdin()
+
+        threading.Thread(target=run, name=f"{self._name}-stdin-end", daemon=True).start()
+
+    # ------------------------------------------------------------ reader-thread callbacks
+
+    def _lines(self, raws: list[bytes]) -> None:
+        # One hand-off per read: a flood becomes a few large session steps
+        # (one commit, one event each) instead of one per line.
+        items: list[Normalized] = []
+        for raw in raws:
+            if not raw.strip():
+                continue
+            found, replies = self._protocol.feed(raw)
+            items.extend(found)
+            if replies and not self._write(replies, REPLY_WRITE_TIMEOUT_S):
+                log.warning("%s: the provider did not take a reply on stdin", self._name)
+        if items:
+            self._take_credit()
+            self._on_messages(items, self._credits.release)
+
+    def _take_credit(self) -> None:
+        """Flow control: at most BATCHES_IN_FLIGHT handed-over reads may await their
+        commit. Past that the reader waits, the pipe fills and the provider blocks
+        on its own output. A process being stopped or closed is never held back
+        (its session may be gone and would not give credits back)."""
+        waited = 0.0
+        while not self._credits.acquire(timeout=CREDIT_POLL_S):
+            if self._stopping.is_set():
+                return
+            waited += CREDIT_POLL_S
+            if waited == CREDIT_WARN_S:
+                log.warning("%s: output waits for the store (%.0fs)", self._name, waited)
+
+    def _exited(self, report: ExitReport) -> None:
+        self._on_exit(report)
