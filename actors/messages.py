@@ -23,9 +23,13 @@ from corral.protocol.errors import RpcError
 
 @dataclass(frozen=True)
 class Request:
-    method: str
+    """A validated call for the registry: ``handler(registry, params, reply_to)``
+    comes from the dispatch table; ``method`` names it in logs."""
+
+    handler: Callable[[Any, dict[str, Any], ReplyTo], Any]
     params: dict[str, Any]
     reply_to: ReplyTo
+    method: str
 
 
 # ---------------------------------------------------------------- registry → session

@@ -15,6 +15,7 @@ from typing import Any
 
 import apsw
 import pykka
+
 from corral.actors import db
 from corral.actors.ports import Outbox, ReplyTo, run_and_answer
 from corral.protocol.errors import InternalError, NotFound
@@ -22,16 +23,21 @@ from corral.protocol.errors import InternalError, NotFound
 log = logging.getLogger("corral.reader")
 
 
+ReadFunction = Callable[[apsw.Connection, dict[str, Any]], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Query:
-    """Run `method` with `params` and answer `reply_to`."""
+    """Run ``handler(connection, params)`` and answer ``reply_to``; ``method``
+    names the request in logs. Handlers come from the dispatch table."""
 
-    method: str
+    handler: ReadFunction
     params: dict[str, Any]
     reply_to: ReplyTo
+    method: str
 
 
-def _messages(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+def messages_after(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
     session_id = params["sessionId"]
     session = db.get_session(conn, session_id)
     if session is None:
@@ -42,7 +48,7 @@ def _messages(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages, "lastSeqId": session["lastSeqId"], "hasMore": has_more}
 
 
-def _list(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+def list_sessions(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
     return {
         "sessions": db.list_sessions(
             conn,
@@ -54,21 +60,12 @@ def _list(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+def newest_session(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
     return {"session": db.newest_session(conn, params["projectId"])}
 
 
-def _get_by_id(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
+def session_by_id(conn: apsw.Connection, params: dict[str, Any]) -> dict[str, Any]:
     return {"session": db.get_session(conn, params["sessionId"])}
-
-
-QUERIES: dict[str, Callable[[apsw.Connection, dict[str, Any]], dict[str, Any]]] = {
-    "session.messages.load": _messages,
-    "session.list": _list,
-    "session.load": _load,
-    # internal: the registry answers session.get for a live session from storage
-    "session.get#byId": _get_by_id,
-}
 
 
 class ReaderActor(pykka.ThreadingActor):
@@ -89,13 +86,12 @@ class ReaderActor(pykka.ThreadingActor):
         if not isinstance(message, Query):
             log.error("reader: unexpected message %r", message)
             return None
-        handler = QUERIES.get(message.method)
         conn = self._conn
 
         def run() -> dict[str, Any]:
-            if handler is None or conn is None:
-                raise InternalError(f"no reader for {message.method}")
-            return handler(conn, message.params)
+            if conn is None:
+                raise InternalError("the reader has no database connection")
+            return message.handler(conn, message.params)
 
         run_and_answer(self._outbox, message.reply_to, f"read {message.method}", run, log)
         return None

@@ -22,16 +22,17 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import apsw
 import pykka
-from corral.actors import db
+
+from corral.actors import db, reader
 from corral.actors import options as start_options
 from corral.actors import settings as settings_mod
+from corral.actors.health import HealthThrottle, health_of
 from corral.actors.messages import (
     Begin,
     Notify,
@@ -46,8 +47,11 @@ from corral.actors.messages import (
     StartFailed,
     Stop,
 )
+from corral.actors.notifications import Notifications
 from corral.actors.ports import Outbox, ProviderCatalog, ReplyTo, run_and_answer
 from corral.actors.reader import Query, ReaderPool
+from corral.actors.registry_info import InfoRequests
+from corral.actors.retention import retention_write
 from corral.actors.scheduler import Scheduler, Tick
 from corral.actors.session import (
     SHUTDOWN_REASON,
@@ -58,24 +62,20 @@ from corral.actors.session import (
     summary_of,
 )
 from corral.actors.settings import Settings
+from corral.actors.starts import IdempotencyBook, PendingStart
 from corral.actors.state import TERMINAL
 from corral.actors.store import (
     DeleteProject,
     DeleteSession,
-    EnforceRetention,
     FailSession,
     Publication,
-    SaveNotification,
-    SaveSetting,
     Write,
 )
 from corral.protocol.errors import (
     InternalError,
-    MethodNotFound,
     NoSession,
     Overloaded,
     ProviderUnavailable,
-    RpcError,
     SessionRunning,
     ShuttingDown,
     StartInProgress,
@@ -83,9 +83,6 @@ from corral.protocol.errors import (
 
 log = logging.getLogger("corral.registry")
 
-IDEMPOTENCY_TTL_S = 600.0
-NOTIFICATION_RING = 100
-HEALTH_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -101,32 +98,7 @@ class Entry:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class PendingStart:
-    session_id: str
-    ref: pykka.ActorRef[Any]
-    control: Control
-    waiters: list[ReplyTo]
-    key: tuple[str, str] | None
-    dropped_env: list[str]
-
-
-@dataclass
-class Remembered:
-    """An idempotent start: its first answer, kept for ten minutes."""
-
-    created: float
-    result: dict[str, Any] | None = None
-    error: RpcError | None = None
-
-
-@dataclass
-class HealthState:
-    last_published: float = 0.0
-    pending: bool = False
-
-
-class RegistryActor(pykka.ThreadingActor):
+class RegistryActor(InfoRequests, pykka.ThreadingActor):
     def __init__(
         self,
         *,
@@ -152,18 +124,17 @@ class RegistryActor(pykka.ThreadingActor):
         self.settings = Settings(settings_mod.DEFAULTS)
         self.projects: dict[str, Entry] = {}
         self.starting: dict[str, PendingStart] = {}
-        self.remembered: dict[tuple[str, str], Remembered] = {}
-        self.notifications: deque[dict[str, Any]] = deque(maxlen=NOTIFICATION_RING)
-        self.health: dict[str, HealthState] = {}
+        self.remembered = IdempotencyBook()
+        self.notifications = Notifications(store)
+        self.health = HealthThrottle()
         self.shutting_down = False
-        self._shutdown_done: threading.Event | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
         self._conn = db.connect(self._db_path, readonly=True)
         self.settings.values = settings_mod.merged(db.load_settings(self._conn))
-        self.notifications.extend(reversed(db.newest_notifications(self._conn, NOTIFICATION_RING)))
+        self.notifications.load(self._conn)
         self._enforce_retention()
 
     def on_stop(self) -> None:
@@ -220,15 +191,12 @@ class RegistryActor(pykka.ThreadingActor):
         return None
 
     def _on_request(self, req: Request) -> None:
-        handler = getattr(self, "_rpc_" + req.method.replace(".", "_"), None)
-        if handler is None:
-            self._outbox.reply(req.reply_to, error=MethodNotFound(f"no method {req.method}"))
-            return
+        # The handler comes from the dispatch table (supervisor/dispatch.py).
         run_and_answer(
             self._outbox,
             req.reply_to,
             req.method,
-            lambda: handler(req.params, req.reply_to),
+            lambda: req.handler(self, req.params, req.reply_to),
             log,
         )
 
@@ -268,7 +236,7 @@ class RegistryActor(pykka.ThreadingActor):
             entry.ref.tell(Retire(reason))
         except pykka.ActorDeadError:
             pass
-        self._publish_health(entry.project_id, force=True)
+        self._publish_health(entry.project_id)
 
     def _live_ids(self) -> frozenset[str]:
         ids = {e.session_id for e in self.projects.values()}
@@ -276,21 +244,7 @@ class RegistryActor(pykka.ThreadingActor):
         return frozenset(ids)
 
     def _enforce_retention(self) -> None:
-        self._store.tell(
-            Write(
-                [
-                    EnforceRetention(
-                        keep_count=self.settings.int("session_retention_count"),
-                        max_age_ms=self.settings.int("session_retention_days") * 86_400_000,
-                        project_ids=None,
-                        protected=self._live_ids(),
-                    )
-                ],
-                then=lambda r: (
-                    log.info("retention removed %d sessions", len(r[0])) if r and r[0] else None
-                ),
-            )
-        )
+        self._store.tell(retention_write(self.settings, self._live_ids()))
 
     def _notify(
         self,
@@ -300,77 +254,35 @@ class RegistryActor(pykka.ThreadingActor):
         session_id: str | None,
         project_id: str | None,
     ) -> None:
-        note: dict[str, Any] = {
-            "id": uuid.uuid4().hex,
-            "variant": variant,
-            "kind": kind,
-            "message": message,
-            "ts": db.now_ms(),
-        }
-        if session_id is not None:
-            note["sessionId"] = session_id
-        if project_id is not None:
-            note["projectId"] = project_id
-        self.notifications.append(note)
-        # Stored, then published (like every event that announces stored state).
-        self._store.tell(
-            Write([SaveNotification(note)], [Publication("notification", note, project_id)])
-        )
+        self.notifications.add(variant, kind, message, session_id, project_id)
 
     def _health_of(self, project_id: str) -> dict[str, Any]:
         entry = self.projects.get(project_id)
         if entry is not None:
-            summary = entry.summary
-            return {
-                "projectId": project_id,
-                "sessionId": entry.session_id,
-                "status": entry.status,
-                "stalled": bool(summary.get("stalled", False)),
-                "costUsd": summary.get("costUsd", 0.0),
-                "inputTokens": summary.get("inputTokens", 0),
-                "outputTokens": summary.get("outputTokens", 0),
-                "lastActivity": summary.get("lastActivity"),
-                "messageCount": summary.get("messageCount", 0),
-                "live": True,
-            }
-        stored = db.newest_session(self.conn, project_id)
-        return {
-            "projectId": project_id,
-            "sessionId": stored["sessionId"] if stored else None,
-            "status": stored["status"] if stored else None,
-            "stalled": False,
-            "costUsd": stored["costUsd"] if stored else 0.0,
-            "inputTokens": stored["inputTokens"] if stored else 0,
-            "outputTokens": stored["outputTokens"] if stored else 0,
-            "lastActivity": stored["updatedAt"] if stored else None,
-            "messageCount": stored["messageCount"] if stored else 0,
-            "live": False,
-        }
+            return health_of(
+                project_id, session_id=entry.session_id, status=entry.status, summary=entry.summary
+            )
+        return health_of(project_id, stored=db.newest_session(self.conn, project_id))
 
-    def _publish_health(self, project_id: str, *, force: bool = False) -> None:
-        state = self.health.setdefault(project_id, HealthState())
-        now = time.monotonic()
-        wait = state.last_published + HEALTH_INTERVAL_S - now
-        if wait > 0:
-            if not state.pending:
-                state.pending = True
-                self._scheduler.call_later(wait, self.actor_ref, Tick("health", 0, project_id))
-            return
-        state.pending = False
-        state.last_published = now
-        self._outbox.publish("health", self._health_of(project_id), project_id)
+    def _publish_health(self, project_id: str) -> None:
+        delay = self.health.request(project_id, time.monotonic())
+        if delay == 0.0:
+            self._outbox.publish("health", self._health_of(project_id), project_id)
+        elif delay is not None:
+            self._scheduler.call_later(delay, self.actor_ref, Tick("health", 0, project_id))
 
     def _on_tick(self, tick: Tick) -> None:
-        if tick.kind == "health" and isinstance(tick.payload, str):
-            state = self.health.get(tick.payload)
-            if state is not None and state.pending:
-                state.pending = False
-                state.last_published = time.monotonic()
-                self._outbox.publish("health", self._health_of(tick.payload), tick.payload)
+        payload = tick.payload
+        if (
+            tick.kind == "health"
+            and isinstance(payload, str)
+            and self.health.due(payload, time.monotonic())
+        ):
+            self._outbox.publish("health", self._health_of(payload), payload)
 
     # ------------------------------------------------------------ agent.*
 
-    def _rpc_agent_start(self, params: dict[str, Any], reply_to: ReplyTo) -> dict[str, Any] | None:
+    def rpc_agent_start(self, params: dict[str, Any], reply_to: ReplyTo) -> dict[str, Any] | None:
         if self.shutting_down:
             raise ShuttingDown()
         project_id: str = params["projectId"]
@@ -378,8 +290,7 @@ class RegistryActor(pykka.ThreadingActor):
         key = None
         if params.get("idempotencyKey"):
             key = (project_id, params["idempotencyKey"])
-            self._prune_remembered()
-            seen = self.remembered.get(key)
+            seen = self.remembered.seen(key)
             if seen is not None:
                 if seen.error is not None:
                     raise seen.error
@@ -422,14 +333,9 @@ class RegistryActor(pykka.ThreadingActor):
         ref = SessionActor.start(row, options, self.settings, self._deps(), control)
         self.starting[project_id] = PendingStart(session_id, ref, control, [reply_to], key, dropped)
         if key is not None:
-            self.remembered[key] = Remembered(time.monotonic())
+            self.remembered.begin(key)
         ref.tell(Begin(params["prompt"], 0))
         return None
-
-    def _prune_remembered(self) -> None:
-        cutoff = time.monotonic() - IDEMPOTENCY_TTL_S
-        for key in [k for k, v in self.remembered.items() if v.created < cutoff]:
-            del self.remembered[key]
 
     def _on_started(self, msg: Started) -> None:
         pending = self.starting.get(msg.project_id)
@@ -444,8 +350,7 @@ class RegistryActor(pykka.ThreadingActor):
             "model": msg.model,
             "droppedEnv": pending.dropped_env,
         }
-        if pending.key is not None and pending.key in self.remembered:
-            self.remembered[pending.key].result = result
+        self.remembered.answered(pending.key, result=result)
         for reply_to in pending.waiters:
             self._outbox.reply(reply_to, result=result)
         self._publish_health(msg.project_id)
@@ -455,8 +360,7 @@ class RegistryActor(pykka.ThreadingActor):
         if pending is None or pending.session_id != msg.session_id:
             return
         del self.starting[msg.project_id]
-        if pending.key is not None and pending.key in self.remembered:
-            self.remembered[pending.key].error = msg.error
+        self.remembered.answered(pending.key, error=msg.error)
         for reply_to in pending.waiters:
             self._outbox.reply(reply_to, error=msg.error)
         try:
@@ -471,7 +375,7 @@ class RegistryActor(pykka.ThreadingActor):
             msg.project_id,
         )
 
-    def _rpc_agent_prompt(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+    def rpc_agent_prompt(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
         if self.shutting_down:
             raise ShuttingDown()
         project_id = params["projectId"]
@@ -485,7 +389,7 @@ class RegistryActor(pykka.ThreadingActor):
         entry.ref.tell(Prompt(params["prompt"], reply_to, entry.epoch))
         self._publish_health(project_id)
 
-    def _rpc_agent_stop(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+    def rpc_agent_stop(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
         project_id = params["projectId"]
         entry = self._current(project_id)
         if entry is None:
@@ -551,14 +455,16 @@ class RegistryActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------ session.*
 
-    def _rpc_session_get(self, params: dict[str, Any], reply_to: ReplyTo) -> dict[str, Any] | None:
+    def rpc_session_get(self, params: dict[str, Any], reply_to: ReplyTo) -> dict[str, Any] | None:
         entry = self._current(params["projectId"])
         if entry is None:
             return {"session": None}
-        self._readers.tell(Query("session.get#byId", {"sessionId": entry.session_id}, reply_to))
+        self._readers.tell(
+            Query(reader.session_by_id, {"sessionId": entry.session_id}, reply_to, "session.get")
+        )
         return None
 
-    def _rpc_session_restore(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
+    def rpc_session_restore(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
         project_id = params["projectId"]
         entry = self._current(project_id)
         if project_id in self.starting:
@@ -591,14 +497,14 @@ class RegistryActor(pykka.ThreadingActor):
         self._publish_health(project_id)
         return {"restored": True, "session": newest}
 
-    def _rpc_session_clear(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
+    def rpc_session_clear(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
         entry = self._current(params["projectId"])
         if entry is None or entry.status not in TERMINAL:
             return {"cleared": False}
         self._retire(entry, "cleared")
         return {"cleared": True}
 
-    def _rpc_session_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+    def rpc_session_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
         session_id = params["sessionId"]
         for entry in list(self.projects.values()):
             if entry.session_id == session_id:
@@ -616,7 +522,7 @@ class RegistryActor(pykka.ThreadingActor):
             )
         )
 
-    def _rpc_project_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+    def rpc_project_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
         project_id = params["projectId"]
         if project_id in self.starting:
             raise SessionRunning(f"a session of project {project_id!r} is starting")
@@ -632,89 +538,6 @@ class RegistryActor(pykka.ThreadingActor):
                 on_error=lambda e: self._outbox.reply(reply_to, error=InternalError(str(e))),
             )
         )
-
-    # ------------------------------------------------------------ settings
-
-    def _rpc_settings_getAll(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        return {"settings": dict(self.settings.values)}
-
-    def _rpc_settings_set(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
-        key, value = params["key"], params["value"]
-        stored = settings_mod.validate(key, value)
-        values = dict(self.settings.values)
-        values[key] = stored
-        # Sessions share this Settings object: replacing the dict is atomic.
-        self.settings.values = values
-        snapshot = dict(values)
-        self._store.tell(
-            Write(
-                [SaveSetting(key, stored)],
-                [
-                    Publication(
-                        "settings.changed", {"key": key, "value": stored, "settings": snapshot}
-                    )
-                ],
-                then=lambda _r: self._outbox.reply(reply_to, result={"settings": snapshot}),
-                on_error=lambda e: self._outbox.reply(reply_to, error=InternalError(str(e))),
-            )
-        )
-        if key in ("session_retention_count", "session_retention_days"):
-            self._enforce_retention()
-
-    # ------------------------------------------------------------ daemon, health, notices
-
-    def _rpc_daemon_info(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        providers = {}
-        for name in self._catalog.names():
-            available, detail = self._catalog.availability(name, self.settings.values, probe=True)
-            if not self.settings.provider_enabled(name):
-                available, detail = False, "disabled in provider_settings"
-            providers[name] = {"available": available, "detail": detail}
-        return {
-            **self._info,
-            "sessions": {"live": len(self.projects), "stored": db.count_sessions(self.conn)},
-            "providers": providers,
-        }
-
-    def _rpc_health_get(self, params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        project_id = params.get("projectId")
-        if project_id is not None:
-            projects = [self._health_of(project_id)]
-        else:
-            projects = [self._health_of(p) for p in sorted(self.projects)]
-        now = db.now_ms()
-        running = idle = stalled = 0
-        burn = 0.0
-        for entry in self.projects.values():
-            if entry.status == "running":
-                running += 1
-                created = db.get_session(self.conn, entry.session_id)
-                if created is not None:
-                    hours = max((now - created["createdAt"]) / 3_600_000, 1 / 60)
-                    burn += float(entry.summary.get("costUsd", 0.0)) / hours
-            else:
-                idle += 1
-            if entry.summary.get("stalled"):
-                stalled += 1
-        return {
-            "projects": projects,
-            "aggregates": {
-                "running": running,
-                "idle": idle,
-                "stalled": stalled,
-                "burnRateUsdPerHour": round(burn, 6),
-            },
-        }
-
-    def _rpc_notifications_list(self, params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        limit = int(params.get("limit", 50))
-        return {"notifications": list(reversed(self.notifications))[:limit]}
-
-    def _rpc_conflicts_list(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        return {"conflicts": []}
-
-    def _rpc_conflicts_ack(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        return {"acknowledged": 0}
 
     # ------------------------------------------------------------ shutdown
 

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 import pykka
+
 from corral.actors import convert, db
 from corral.actors.messages import (
     Begin,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+
 from corral.protocol.errors import InvalidParams
 from corral.protocol.providers import provider_names
 

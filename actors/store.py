@@ -23,6 +23,7 @@ from typing import Any
 
 import apsw
 import pykka
+
 from corral.actors import db
 from corral.actors.ports import Outbox
 

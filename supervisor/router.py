@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+
 from corral.actors.messages import Request
 from corral.actors.reader import Query
 from corral.protocol import envelope, methods
@@ -29,11 +30,11 @@ from corral.protocol.errors import (
     RpcError,
     ShuttingDown,
 )
+from corral.supervisor import dispatch
 from corral.supervisor.outbox import PublishItem, ReplyItem, Route, RouterOutbox
 
 log = logging.getLogger("corral.router")
 
-READ_METHODS = frozenset({"session.messages.load", "session.list", "session.load"})
 REFUSED_WHILE_STOPPING = frozenset({"agent.start", "agent.prompt", "session.restore"})
 MAX_IN_FLIGHT = 10_000
 PUB_HWM = 10_000
@@ -83,6 +84,15 @@ class Router:
         self._pub: zmq.Socket[Any] | None = None
 
     # ------------------------------------------------------------ lifecycle
+
+    @property
+    def boot(self) -> str:
+        return self._boot
+
+    def request_shutdown(self) -> None:
+        """daemon.shutdown: refuse new work from now on and ask the daemon to stop."""
+        self.stopping = True
+        self._on_shutdown()
 
     def start(self) -> None:
         rpc = self._ctx.socket(zmq.ROUTER)
@@ -213,22 +223,17 @@ class Router:
             params = methods.validate_params(call.method, call.params)
             if self.stopping and call.method in REFUSED_WHILE_STOPPING:
                 raise ShuttingDown()
-            if call.method == "daemon.ping":
-                self._answer(route, {"pong": True, "boot": self._boot, "time": _now_ms()})
-            elif call.method == "rpc.describe":
-                self._answer(route, methods.describe())
-            elif call.method == "daemon.shutdown":
-                self._answer(route, {"stopping": True})
-                self.stopping = True
-                self._on_shutdown()
+            handler = dispatch.TABLE[call.method]
+            if handler.target is dispatch.Target.ROUTER:
+                self._answer(route, handler.function(self, params))
+                return
+            if self._in_flight >= MAX_IN_FLIGHT:
+                raise Overloaded("too many requests in flight; retry later")
+            self._in_flight += 1
+            if handler.target is dispatch.Target.READER:
+                self._readers.tell(Query(handler.function, params, route, call.method))
             else:
-                if self._in_flight >= MAX_IN_FLIGHT:
-                    raise Overloaded("too many requests in flight; retry later")
-                self._in_flight += 1
-                if call.method in READ_METHODS:
-                    self._readers.tell(Query(call.method, params, route))
-                else:
-                    self._registry.tell(Request(call.method, params, route))
+                self._registry.tell(Request(handler.function, params, route, call.method))
         except RpcError as exc:
             self._answer(route, error=exc)
         except Exception as exc:
