@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import zmq
+
 from corral.protocol.envelope import dumps, loads
 from corral.protocol.errors import error_from_json
 from corral.protocol.events import HEARTBEAT_TOPIC

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from corral.protocol.errors import InvalidRequest, ParseError, RpcError, TooLarge
 
 __all__ = [

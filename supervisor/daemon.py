@@ -22,6 +22,7 @@ from typing import Any
 
 import pykka
 import zmq
+
 from corral.actors import db
 from corral.actors.messages import Shutdown
 from corral.actors.reader import ReaderActor, ReaderPool

@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corral.protocol.client import Subscriber
-from corral.supervisor.background import DaemonProcess
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from corral.protocol.client import Subscriber
+from corral.supervisor.background import DaemonProcess
 
 PROJECT = "demo"
 PROMPTS = (

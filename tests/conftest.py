@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from corral.protocol.client import Client, Subscriber
 from corral.supervisor.background import DaemonProcess
-
 from tests.support.claude_fixtures import claude_bin, fake_anthropic  # noqa: F401
 
 

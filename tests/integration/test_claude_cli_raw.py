@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from corral.supervisor.providers.claude.launch import ClaudeLaunchOptions, build_argv, build_env
 
+from corral.supervisor.providers.claude.launch import ClaudeLaunchOptions, build_argv, build_env
 from tests.support.claude_cli import claude_test_env
 from tests.support.claude_fixtures import (  # noqa: F401
     FakeAnthropicFactory,

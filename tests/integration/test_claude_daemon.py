@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from corral.protocol.client import Client, Subscriber
 from corral.protocol.errors import ProviderUnavailable
 from corral.supervisor.background import DaemonProcess
 from corral.supervisor.providers.claude.launch import FALLBACK_LOCATIONS
-
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import all_messages, poll, set_setting
 from tests.support.claude_cli import check_claude_version

@@ -8,7 +8,6 @@ from typing import Any
 
 from corral.protocol.client import Subscriber
 from corral.supervisor.background import DaemonProcess
-
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import all_messages, poll, start_mock, wait_status
 from tests.support.proc import pid_alive

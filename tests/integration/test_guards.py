@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from corral.protocol.client import Client, Subscriber
 from corral.protocol.errors import RpcError, SessionRunning
 from corral.supervisor.background import DaemonProcess
-
 from tests.integration.helpers import start_mock, wait_status
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from corral.protocol.client import Client, Subscriber
 from corral.protocol.errors import NoSession
-
 from tests.integration.helpers import all_messages, poll, set_setting, start_mock, wait_status
 
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import apsw
-from corral.protocol.client import Subscriber
 
+from corral.protocol.client import Subscriber
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import wait_status
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import apsw
+
 from corral.protocol.client import Client, Subscriber
 from corral.supervisor.background import DaemonProcess
-
 from tests.integration.helpers import poll, set_setting, start_mock, wait_status
 
 DAY_MS = 86_400_000

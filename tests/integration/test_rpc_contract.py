@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from corral.protocol.client import Client, Subscriber
 from corral.protocol.errors import (
     InvalidParams,
@@ -25,7 +26,6 @@ from corral.protocol.errors import (
 )
 from corral.protocol.schema import validate
 from corral.supervisor.background import DaemonProcess
-
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import poll, set_setting, start_mock
 from tests.support.contract import CONTRACT_METHOD_ERRORS, CONTRACT_METHODS

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import zmq
+
 from corral.protocol.client import Client
 from corral.protocol.envelope import dumps, loads
 from corral.protocol.errors import InvalidParams
 from corral.supervisor.background import DaemonProcess
-
 from tests.integration.helpers import poll, start_mock
 
 MIB = 1 << 20

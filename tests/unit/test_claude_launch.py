@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from corral.supervisor.providers.claude.launch import (
     BINARY_ENV,
     NESTING_ENV_VARS,

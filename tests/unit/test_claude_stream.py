@@ -9,6 +9,9 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from corral.actors.normalized import Normalized
 from corral.supervisor.providers.claude import stream as claude_stream
 from corral.supervisor.providers.claude.stream import (
@@ -16,8 +19,6 @@ from corral.supervisor.providers.claude.stream import (
     encode_interrupt,
     encode_user_message,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "claude"
 

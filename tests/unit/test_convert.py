@@ -6,6 +6,9 @@ import json
 from typing import Any, get_args
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from corral.actors.convert import (
     MAX_RESULT_LINES,
     is_displayed,
@@ -14,8 +17,6 @@ from corral.actors.convert import (
     user_message,
 )
 from corral.actors.normalized import Kind, Normalized
-from hypothesis import given
-from hypothesis import strategies as st
 
 DISPLAYED = ["init", "text", "thinking", "tool_call", "tool_result", "error", "system"]
 HIDDEN = ["cost", "status", "compaction", "turn_end", "unknown"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from corral.actors import settings as settings_mod
 from corral.actors.state import SessionEvent
 from corral.protocol.errors import ALL_ERRORS
@@ -12,7 +13,6 @@ from corral.protocol.events import EVENTS
 from corral.protocol.methods import METHODS, PROVIDERS
 from corral.supervisor.providers.claude import adapter as claude_adapter
 from corral.supervisor.providers.mock import config as mock_agent
-
 from tests.support import docgen
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"

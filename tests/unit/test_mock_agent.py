@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from corral.actors.normalized import Normalized
 from corral.supervisor.providers.claude.stream import (
     ClaudeStreamParser,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from corral.actors.options import filter_env, resolve
 from corral.actors.settings import DEFAULTS, Settings
 from corral.protocol.errors import InvalidParams

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from corral.actors.ports import ExitReport
 from corral.supervisor.process import ProviderProcess
-
 from tests.support.proc import PY, READY_IGNORING_TERM, Harness, Rec, pids_in_group, wait_until
 
 pytestmark = pytest.mark.timeout(30)

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from corral.supervisor.process import StopLadder
 
+from corral.supervisor.process import StopLadder
 from tests.support.proc import READY_IGNORING_TERM, Harness
 
 pytestmark = pytest.mark.timeout(30)

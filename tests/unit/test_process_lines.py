@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from corral.supervisor.process import LineSplitter
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from corral.supervisor.process import LineSplitter
 
 pytestmark = pytest.mark.timeout(30)
 

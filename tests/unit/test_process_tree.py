@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corral.supervisor.process import DescendantTracker, ProviderProcess, pin_process
 
+from corral.supervisor.process import DescendantTracker, ProviderProcess, pin_process
 from tests.support.proc import (
     PY,
     SLEEP,

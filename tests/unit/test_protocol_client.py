@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 import zmq
+
 from corral.protocol.client import Client, Subscriber
 from corral.protocol.errors import InvalidParams, NoSession, RpcError
 from corral.protocol.events import HEARTBEAT_TOPIC, event_frame, project_topic

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from corral.protocol.endpoints import (
     DISCOVERY_FILE,
     default_data_dir,

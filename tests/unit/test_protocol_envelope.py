@@ -6,6 +6,9 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from corral.protocol.envelope import (
     MAX_BATCH,
     MAX_REQUEST_BYTES,
@@ -31,8 +34,6 @@ from corral.protocol.events import (
     project_topic,
 )
 from corral.protocol.schema import validate
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def one(payload: bytes) -> Call | Rejected:

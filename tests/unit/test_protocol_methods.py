@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from corral.protocol.errors import ALL_ERRORS, InvalidParams, MethodNotFound
 from corral.protocol.events import EVENTS
 from corral.protocol.methods import (
@@ -19,7 +20,6 @@ from corral.protocol.methods import (
     validate_params,
 )
 from corral.protocol.schema import compile_schema, validate
-
 from tests.support.contract import CONTRACT_METHODS
 
 REQUIRED_VALUES: dict[str, object] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from corral.protocol.errors import InvalidParams
 from corral.protocol.schema import SchemaError, compile_schema, validate
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pykka
 import pytest
+
 from corral.actors.scheduler import (
     Generation,
     Scheduler,

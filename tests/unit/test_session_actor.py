@@ -13,6 +13,7 @@ from typing import Any
 
 import pykka
 import pytest
+
 from corral.actors import db
 from corral.actors.messages import (
     Begin,

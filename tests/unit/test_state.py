@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from corral.actors import state
 from corral.actors.state import (
     STATUSES,
@@ -19,8 +22,6 @@ from corral.actors.state import (
     legal_events,
     transition,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 E = SessionEvent
 

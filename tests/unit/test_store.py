@@ -10,6 +10,7 @@ from typing import Any
 
 import apsw
 import pytest
+
 from corral.actors import db
 from corral.actors.store import (
     AddMessages,

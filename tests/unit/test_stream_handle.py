@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from corral.actors.normalized import Normalized
 from corral.actors.ports import ExitReport, LaunchRequest
 from corral.supervisor.providers.handles import stdio_stream as base
@@ -27,7 +28,6 @@ from corral.supervisor.providers.handles.stdio_stream import (
     StdioStreamHandle,
     StreamParser,
 )
-
 from tests.support.proc import pid_alive
 
 BIG_PROMPT = "x" * (4 * 1024 * 1024)  # far more than a pipe buffer holds

@@ -37,6 +37,7 @@ import threading
 from typing import Any
 
 import orjson
+
 from corral.actors.normalized import Normalized
 
 __all__ = [

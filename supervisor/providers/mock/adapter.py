@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import orjson
+
 from corral.actors.ports import LaunchRequest, ProviderHandle
 from corral.actors.settings import Settings
 from corral.protocol.errors import InvalidParams
