@@ -11,6 +11,7 @@ import sys
 from typing import Annotated
 
 import typer
+
 from corral.supervisor import config as config_mod
 
 app = typer.Typer(

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from corral.protocol.client import Client
 from corral.supervisor.background import DaemonProcess
-
 from tests.integration.helpers import poll
 
 CORRAL = [sys.executable, "-m", "corral.supervisor"]
