@@ -389,6 +389,27 @@ def insert_messages(
     )
 
 
+TRANSCRIPT_LIMIT = 100_000
+"""Most messages :func:`read_transcript` returns (the newest are kept)."""
+
+
+def read_transcript(path: Path, session_id: str) -> list[dict[str, Any]]:
+    """A session's stored messages, oldest first, on a connection of its own (for
+    providers that resend the conversation); at most TRANSCRIPT_LIMIT."""
+    conn = connect(path, readonly=True)
+    try:
+        out: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page, more = load_messages(conn, session_id, after, 5000)
+            out.extend(page)
+            if not more or not page:
+                return out[-TRANSCRIPT_LIMIT:]
+            after = page[-1]["seqId"]
+    finally:
+        conn.close()
+
+
 def load_messages(
     conn: apsw.Connection, session_id: str, after_seq: int, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:

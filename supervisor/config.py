@@ -34,7 +34,7 @@ class DaemonConfig:
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "corral.db"
+        return self.data_dir / endpoints.DB_FILE
 
 
 def config_file(env: Mapping[str, str]) -> Path:

@@ -105,6 +105,7 @@ class Daemon:
                 data_dir=cfg.data_dir,
                 base_env=dict(os.environ),
                 binaries={"claude": cfg.claude_bin} if cfg.claude_bin else {},
+                transcript=lambda session_id: db.read_transcript(cfg.db_path, session_id),
             )
         )
         info = {

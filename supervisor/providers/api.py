@@ -19,7 +19,7 @@ Its words for the documentation live beside it in ``doc.md``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,6 +46,9 @@ class ProviderContext:
     """The environment provider processes start from (the daemon's)."""
     binaries: Mapping[str, str] = field(default_factory=dict)
     """Binary paths from the daemon's configuration, by provider name."""
+    transcript: Callable[[str], list[dict[str, Any]]] = lambda _session_id: []
+    """A session's stored AgentMessages, oldest first (read-only; for providers
+    that resend the conversation, such as HTTP chat APIs)."""
 
     def state_dir(self, name: str) -> Path:
         return self.data_dir / "providers" / name

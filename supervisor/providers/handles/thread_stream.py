@@ -39,6 +39,10 @@ class TurnRunner(Protocol):
         An exception ends the turn as an error and keeps the session usable."""
         ...
 
+    def close(self) -> None:
+        """The handle ended: release what the runner holds (connections)."""
+        ...
+
 
 _CLOSE = object()
 
@@ -110,6 +114,10 @@ class ThreadStreamHandle:
                 assert isinstance(prompt, str)
                 self._turn(prompt)
         finally:
+            try:
+                self._runner.close()
+            except Exception:
+                log.exception("%s: closing the provider failed", self._name)
             self._gone.set()
             report = ExitReport(
                 returncode=0, signal=None, stderr_tail="", stopped_by_us=self._closing.is_set()
