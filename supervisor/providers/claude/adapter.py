@@ -10,8 +10,6 @@ that arrive mid-turn), an interrupt is a ``control_request``.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from typing import Any, ClassVar
 
 from corral.actors.ports import LaunchRequest, ProviderHandle
@@ -31,8 +29,7 @@ from corral.supervisor.providers.handles.stdio_stream import (
     StdioSpec,
     StdioStreamHandle,
 )
-
-VERSION_CACHE_S = 60.0
+from corral.supervisor.providers.versions import VersionCache
 
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -64,8 +61,7 @@ class ClaudeProvider(Provider):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()
-        self._versions: dict[str, tuple[float, str | None]] = {}
+        self._versions = VersionCache(claude_version)
 
     def _binary(self, settings: Settings) -> tuple[str | None, list[str]]:
         configured = settings.provider_config("claude").get("bin") or self.context.binaries.get(
@@ -73,29 +69,13 @@ class ClaudeProvider(Provider):
         )
         return find_claude_binary(configured if isinstance(configured, str) else None, os.environ)
 
-    def _version(self, binary: str) -> str | None:
-        with self._lock:
-            cached = self._versions.get(binary)
-            if cached is not None and time.monotonic() - cached[0] < VERSION_CACHE_S:
-                return cached[1]
-        found = claude_version(binary)
-        with self._lock:
-            self._versions[binary] = (time.monotonic(), found)
-        return found
-
-    def _cached_version(self, binary: str) -> str | None:
-        with self._lock:
-            cached = self._versions.get(binary)
-        return cached[1] if cached is not None else None
-
     def availability(self, settings: Settings, *, probe: bool = False) -> tuple[bool, str]:
         """Found or not (cheap: agent.start asks on the registry thread); the
         version runs ``claude --version`` only when probing (daemon.info)."""
         binary, searched = self._binary(settings)
         if binary is None:
             return False, "claude not found; searched: " + ", ".join(searched)
-        found = self._version(binary) if probe else self._cached_version(binary)
-        return True, f"{binary} ({found or 'version unknown'})"
+        return True, self._versions.detail(binary, probe=probe)
 
     def open(self, request: LaunchRequest) -> ProviderHandle:
         settings = Settings(request.settings)

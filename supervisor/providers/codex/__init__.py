@@ -8,6 +8,8 @@ stdio. ``adapter.py`` is the provider the daemon loads (entry point
   thread start/resume, turns, interrupts and the answers to server requests;
 * ``items.py`` — server notifications (items, deltas, usage, errors, turn ends)
   turned into :class:`~corral.actors.normalized.Normalized` values;
+* ``tools.py`` — Codex tool items (commands, file changes, MCP calls, …) as
+  corral tool calls and results;
 * ``pricing.py`` — the price table that turns token usage into dollars;
 * ``options.py`` — ``permissionMode`` → approval policy and sandbox, and the
   ``providerConfig`` schema;
