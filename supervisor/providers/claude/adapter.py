@@ -16,6 +16,7 @@ from corral.actors.ports import LaunchRequest, ProviderHandle
 from corral.actors.settings import Settings
 from corral.protocol.errors import ProviderUnavailable
 from corral.supervisor.providers.api import Provider
+from corral.supervisor.providers.binaries import VersionCache
 from corral.supervisor.providers.claude import stream
 from corral.supervisor.providers.claude.launch import (
     ClaudeLaunchOptions,
@@ -29,7 +30,6 @@ from corral.supervisor.providers.handles.stdio_stream import (
     StdioSpec,
     StdioStreamHandle,
 )
-from corral.supervisor.providers.versions import VersionCache
 
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -7,11 +7,10 @@ stream-json on both stdin and stdout, so one process serves many turns.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from corral.supervisor.providers.binaries import binary_version, find_binary
 
 #: Environment variable naming the Claude Code binary (after the configured one).
 BINARY_ENV = "CORRAL_CLAUDE_BIN"
@@ -57,20 +56,6 @@ NESTING_ENV_VARS: frozenset[str] = frozenset(
 NOT_INHERITED_ENV_VARS: frozenset[str] = frozenset({"IS_SANDBOX"})
 
 
-def _expand_home(path: str, env: Mapping[str, str]) -> str | None:
-    """``~`` expanded with the env's HOME (not the daemon's); None if it cannot be."""
-    if path != "~" and not path.startswith("~/"):
-        return path
-    home = env.get("HOME")
-    if not home:
-        return None
-    return home.rstrip("/") + path[1:]
-
-
-def _is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
 def find_claude_binary(
     configured: str | None, env: Mapping[str, str]
 ) -> tuple[str | None, list[str]]:
@@ -80,51 +65,12 @@ def find_claude_binary(
     then :data:`FALLBACK_LOCATIONS`. Returns the first executable found (or
     ``None``) and every place searched, in order, for error messages.
     """
-    searched: list[str] = []
-
-    for explicit in (configured, env.get(BINARY_ENV)):
-        if not explicit:
-            continue
-        path = _expand_home(explicit, env)
-        searched.append(path or explicit)
-        if path is not None and _is_executable(path):
-            return path, searched
-
-    path_var = env.get("PATH", "")
-    entries = [entry for entry in path_var.split(os.pathsep) if entry]
-    searched.extend(os.path.join(entry, "claude") for entry in entries)
-    if entries:
-        found = shutil.which("claude", path=os.pathsep.join(entries))
-        if found:
-            return found, searched
-
-    for location in FALLBACK_LOCATIONS:
-        path = _expand_home(location, env)
-        if path is None:
-            continue
-        searched.append(path)
-        if _is_executable(path):
-            return path, searched
-    return None, searched
+    return find_binary("claude", configured, BINARY_ENV, env, FALLBACK_LOCATIONS)
 
 
 def claude_version(binary: str, timeout: float = 5.0) -> str | None:
     """``binary --version`` (e.g. ``"2.1.332 (Claude Code)"``), or None if it fails."""
-    try:
-        proc = subprocess.run(
-            [binary, "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    version = proc.stdout.strip()
-    if proc.returncode != 0 or not version:
-        return None
-    return version.splitlines()[0]
+    return binary_version(binary, timeout)
 
 
 @dataclass

@@ -18,10 +18,10 @@ from corral.actors.ports import LaunchRequest, ProviderHandle
 from corral.actors.settings import Settings
 from corral.protocol.errors import InvalidParams, ProviderUnavailable
 from corral.supervisor.providers.api import Provider
+from corral.supervisor.providers.binaries import VersionCache
 from corral.supervisor.providers.codex import launch, options
 from corral.supervisor.providers.codex.protocol import CodexProtocol
 from corral.supervisor.providers.handles.stdio_stream import StdioSpec, StdioStreamHandle
-from corral.supervisor.providers.versions import VersionCache
 
 
 class CodexProvider(Provider):

@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from corral.supervisor.providers.binaries import (
+    binary_version,
+    expand_home,
+    find_binary,
+    is_executable,
+)
 
 __all__ = [
     "BINARY_ENV",
@@ -74,20 +79,6 @@ _PLATFORMS: dict[tuple[str, str], tuple[str, str]] = {
 CONFIG_TOML = "config.toml"
 
 
-def _expand_home(path: str, env: Mapping[str, str]) -> str | None:
-    """``~`` expanded with the env's HOME (not the daemon's); None if it cannot be."""
-    if path != "~" and not path.startswith("~/"):
-        return path
-    home = env.get("HOME")
-    if not home:
-        return None
-    return home.rstrip("/") + path[1:]
-
-
-def _is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
 def _is_script(path: str) -> bool:
     """Whether ``path`` is a text script (``#!``) rather than a native executable."""
     try:
@@ -120,7 +111,7 @@ def native_from_wrapper(path: str) -> str | None:
         candidates.append(directory / platform_dir / relative)
     candidates.append(package_root / relative)
     for candidate in candidates:
-        if _is_executable(str(candidate)):
+        if is_executable(str(candidate)):
             return str(candidate)
     return None
 
@@ -142,50 +133,13 @@ def find_codex_binary(
     to its native binary (kept as is when that cannot be found). Returns the
     first executable (or ``None``) and every place searched, in order.
     """
-    searched: list[str] = []
-
-    for explicit in (configured, env.get(BINARY_ENV)):
-        if not explicit:
-            continue
-        path = _expand_home(explicit, env)
-        searched.append(path or explicit)
-        if path is not None and _is_executable(path):
-            return _native(path), searched
-
-    entries = [entry for entry in env.get("PATH", "").split(os.pathsep) if entry]
-    searched.extend(os.path.join(entry, "codex") for entry in entries)
-    if entries:
-        found = shutil.which("codex", path=os.pathsep.join(entries))
-        if found:
-            return _native(found), searched
-
-    for location in FALLBACK_LOCATIONS:
-        path = _expand_home(location, env)
-        if path is None:
-            continue
-        searched.append(path)
-        if _is_executable(path):
-            return _native(path), searched
-    return None, searched
+    found, searched = find_binary("codex", configured, BINARY_ENV, env, FALLBACK_LOCATIONS)
+    return (_native(found) if found is not None else None), searched
 
 
 def codex_version(binary: str, timeout: float = 5.0) -> str | None:
     """``binary --version`` (e.g. ``"codex-cli 0.169.0"``), or None if it fails."""
-    try:
-        proc = subprocess.run(
-            [binary, "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    version = proc.stdout.strip()
-    if proc.returncode != 0 or not version:
-        return None
-    return version.splitlines()[0]
+    return binary_version(binary, timeout)
 
 
 def build_argv(binary: str) -> list[str]:
@@ -263,7 +217,7 @@ def resolve_codex_home(
     if not (isinstance(configured, str) and configured) and isinstance(operator_env, Mapping):
         configured = operator_env.get("CODEX_HOME")
     if isinstance(configured, str) and configured:
-        expanded = _expand_home(configured, env)
+        expanded = expand_home(configured, env)
         if expanded is not None:
             return Path(expanded), False
     return default_codex_home(state_dir), True
