@@ -1,8 +1,17 @@
-"""A small synchronous client: :class:`Client` for RPC, :class:`Subscriber` for events.
+"""The synchronous client: :class:`Client` for RPC, :class:`Subscriber` for events.
 
-Used by the CLI and the test-suite. Both classes are thread-confined: a ZeroMQ
-socket must be used only by the thread that created it, so create one client
-per thread (they share the process-wide ZeroMQ context, which is thread-safe).
+Used by the CLI and the test-suite; :mod:`corral.protocol.aio` has the same surface
+for asyncio. Both classes here are thread-confined: a ZeroMQ socket must be used
+only by the thread that created it, so create one client per thread (they share
+the process-wide ZeroMQ context, which is thread-safe).
+
+Errors: an error answer raises the typed :class:`~corral.protocol.errors.RpcError`
+of its ``data.reason`` (``NoSession``, ``SessionRunning``, ...); no answer in time
+raises :class:`DaemonUnreachable` (a ``TimeoutError``).
+
+Pipelining: :meth:`Client.submit` sends a request without waiting and
+:meth:`Client.result` collects its answer; :meth:`Client.pipeline` does both for a
+list of calls, so N calls cost one round-trip instead of N.
 
 Knowing that a subscriber is connected (ZeroMQ's "slow joiner"): a SUB socket
 receives nothing until its subscriptions have reached the daemon's PUB socket,
@@ -22,28 +31,34 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 import zmq
 
-from corral.protocol.envelope import dumps, loads
-from corral.protocol.errors import error_from_json
-from corral.protocol.events import HEARTBEAT_TOPIC
+from corral.protocol.api import MethodsMixin
+from corral.protocol.errors import RpcError
+from corral.protocol.transport import (
+    HEARTBEAT_TOPIC,
+    DaemonUnreachable,
+    EseqTracker,
+    decode_event,
+    decode_reply,
+    make_request,
+    result_of,
+)
 
-__all__ = ["Client", "Subscriber"]
+__all__ = ["Client", "DaemonUnreachable", "Subscriber"]
 
 Event = tuple[str, dict[str, Any]]
+Call = tuple[str, Mapping[str, Any] | None]
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-class Client:
+class Client(MethodsMixin[dict[str, Any]]):
     """A JSON-RPC client over a ZeroMQ DEALER socket (``["", payload]`` framing).
 
-    Replies are matched by ``id``; stale replies are discarded. After a timeout the
-    socket is rebuilt, so a late answer can never be taken for the next one.
-    Thread-confined: use an instance from one thread only.
+    Replies are matched by ``id``: answers to requests still awaited are kept until
+    asked for, any other reply is discarded. After a timeout the socket is rebuilt,
+    so a late answer can never be taken for the next one (requests still in flight
+    are then abandoned). Thread-confined: use an instance from one thread only.
     """
 
     def __init__(
@@ -57,6 +72,8 @@ class Client:
         self.timeout = timeout
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
+        self._waiting: set[int] = set()
+        self._replies: dict[int, dict[str, Any]] = {}
         self._sock: zmq.Socket[Any] | None = None
         self._sock = self._new_socket()
 
@@ -77,6 +94,8 @@ class Client:
         """Drop the socket (and any late replies) and connect a fresh one."""
         if self._sock is not None:
             self._sock.close(linger=0)
+        self._waiting.clear()
+        self._replies.clear()
         self._sock = self._new_socket()
 
     def close(self) -> None:
@@ -84,6 +103,8 @@ class Client:
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
+        self._waiting.clear()
+        self._replies.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -94,12 +115,15 @@ class Client:
     def _deadline(self, timeout: float | None) -> float:
         return time.monotonic() + (self.timeout if timeout is None else timeout)
 
-    def _send(self, frames: Sequence[bytes], deadline: float) -> None:
+    def _unreachable(self, timeout: float | None, what: str) -> DaemonUnreachable:
+        return DaemonUnreachable(self.rpc_url, self.timeout if timeout is None else timeout, what)
+
+    def _send(self, frames: Sequence[bytes], deadline: float, what: str = "a request") -> None:
         sock = self._socket()
         remaining = max(0.0, deadline - time.monotonic())
         if not sock.poll(int(remaining * 1000), zmq.POLLOUT):
             self.reset()
-            raise TimeoutError(f"cannot send to {self.rpc_url}")
+            raise DaemonUnreachable(self.rpc_url, remaining, what)
         sock.send_multipart(list(frames), flags=zmq.NOBLOCK, copy=False)
 
     def _recv(self, deadline: float) -> list[bytes] | None:
@@ -112,63 +136,109 @@ class Client:
     @staticmethod
     def _payload(frames: list[bytes]) -> object:
         """The decoded reply of a ``["", reply]`` (or bare ``[reply]``) message."""
-        if len(frames) == 2 and frames[0] == b"":
-            body = frames[1]
-        elif len(frames) == 1:
-            body = frames[0]
-        else:
-            return None
-        try:
-            return loads(body)
-        except ValueError:
-            return None
+        return decode_reply(frames)
 
-    def _await(self, accept: Callable[[object], bool], deadline: float, what: str) -> Any:
+    def _await(
+        self, accept: Callable[[object], bool], deadline: float, what: str, timeout: float | None
+    ) -> Any:
         while True:
             frames = self._recv(deadline)
             if frames is None:
                 self.reset()
-                raise TimeoutError(f"no answer to {what} from {self.rpc_url}")
+                raise self._unreachable(timeout, what)
             reply = self._payload(frames)
             if accept(reply):
                 return reply
+            self._keep(reply)
+
+    def _keep(self, reply: object) -> None:
+        """Keep the answer of another awaited request (pipelining); drop anything else."""
+        if isinstance(reply, dict):
+            rid = reply.get("id")
+            if isinstance(rid, int) and rid in self._waiting:
+                self._replies[rid] = reply
 
     # -- JSON-RPC ----------------------------------------------------------------
+
+    def submit(
+        self, method: str, params: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> int:
+        """Send a request without waiting for its answer; returns its id for :meth:`result`."""
+        rid = next(self._ids)
+        self._send([b"", orjson.dumps(make_request(method, params, rid))], self._deadline(timeout))
+        self._waiting.add(rid)
+        return rid
+
+    def result(self, rid: int, timeout: float | None = None, what: str | None = None) -> Any:
+        """The result of the request ``rid`` (see :meth:`submit`), or its typed error.
+
+        An error answer with a null id (the daemon could not read a request) is
+        taken as this request's.
+        """
+        if rid not in self._waiting:
+            raise KeyError(f"request {rid} is not awaited")
+        reply = self._replies.pop(rid, None)
+        if reply is None:
+
+            def mine(got: object) -> bool:
+                if not isinstance(got, dict):
+                    return False
+                answer_id = got.get("id")
+                return answer_id == rid or (answer_id is None and "error" in got)
+
+            reply = self._await(mine, self._deadline(timeout), what or f"request {rid}", timeout)
+        self._waiting.discard(rid)
+        return result_of(reply)
 
     def call(
         self, method: str, params: Mapping[str, Any] | None = None, timeout: float | None = None
     ) -> dict[str, Any]:
         """Call ``method``; return its ``result`` or raise the typed :class:`RpcError`.
 
-        Raises TimeoutError when no answer comes in time. An error answer with a
-        null id (the daemon could not read the request) is taken as this call's.
+        Raises :class:`DaemonUnreachable` (a TimeoutError) when no answer comes in time.
         """
-        rid = next(self._ids)
-        request: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-        if params is not None:
-            request["params"] = dict(params)
         deadline = self._deadline(timeout)
-        self._send([b"", dumps(request)], deadline)
-
-        def mine(reply: object) -> bool:
-            if not isinstance(reply, dict):
-                return False
-            got = reply.get("id")
-            return got == rid or (got is None and "error" in reply)
-
-        reply = self._await(mine, deadline, method)
-        if "error" in reply:
-            error = reply["error"]
-            raise error_from_json(error if isinstance(error, dict) else {})
-        result: dict[str, Any] = reply.get("result")
+        rid = next(self._ids)
+        self._send([b"", orjson.dumps(make_request(method, params, rid))], deadline, method)
+        self._waiting.add(rid)
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            result: dict[str, Any] = self.result(rid, remaining, method)
+        except DaemonUnreachable:
+            raise self._unreachable(timeout, method) from None
         return result
+
+    def pipeline(
+        self,
+        calls: Iterable[Call],
+        timeout: float | None = None,
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Send every ``(method, params)`` at once, then collect the results in order.
+
+        With ``return_exceptions`` a typed error takes its call's place in the list;
+        otherwise the first one is raised (after every answer was collected).
+        ``timeout`` bounds the whole pipeline.
+        """
+        deadline = self._deadline(timeout)
+        rids = [self.submit(method, params, timeout) for method, params in calls]
+        out: list[Any] = []
+        first_error: RpcError | None = None
+        for rid in rids:
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                out.append(self.result(rid, remaining, "a pipeline"))
+            except RpcError as exc:
+                out.append(exc)
+                first_error = first_error or exc
+        if first_error is not None and not return_exceptions:
+            raise first_error
+        return out
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
         """Send a notification (no id, no answer)."""
-        request: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            request["params"] = dict(params)
-        self._send([b"", dumps(request)], self._deadline(None))
+        self._send([b"", orjson.dumps(make_request(method, params))], self._deadline(None), method)
 
     def call_batch(
         self,
@@ -189,10 +259,7 @@ class Client:
             if isinstance(entry, tuple):
                 method, params = entry
                 rid = next(self._ids)
-                req: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-                if params is not None:
-                    req["params"] = dict(params)
-                batch.append(req)
+                batch.append(make_request(method, params, rid))
                 ids.add(rid)
                 expect = True
             else:
@@ -203,7 +270,7 @@ class Client:
                     if isinstance(rid, str | int | float):
                         ids.add(rid)
         deadline = self._deadline(timeout)
-        self._send([b"", dumps(batch)], deadline)
+        self._send([b"", orjson.dumps(batch)], deadline, "a batch")
 
         def mine(reply: object) -> bool:
             if isinstance(reply, dict):
@@ -216,8 +283,8 @@ class Client:
             return False
 
         try:
-            reply = self._await(mine, deadline, "batch")
-        except TimeoutError:
+            reply = self._await(mine, deadline, "a batch", timeout)
+        except DaemonUnreachable:
             if expect:
                 raise
             return []
@@ -244,51 +311,12 @@ class Client:
             return None
         return self._payload(frames)
 
-    # -- thin typed wrappers -----------------------------------------------------
-
-    def ping(self, timeout: float | None = None) -> dict[str, Any]:
-        """``daemon.ping``."""
-        return self.call("daemon.ping", None, timeout)
-
-    def info(self) -> dict[str, Any]:
-        """``daemon.info``."""
-        return self.call("daemon.info")
-
-    def describe(self) -> dict[str, Any]:
-        """``rpc.describe``."""
-        return self.call("rpc.describe")
-
-    def shutdown(self) -> dict[str, Any]:
-        """``daemon.shutdown``."""
-        return self.call("daemon.shutdown")
-
-    def start(self, project_id: str, provider: str, prompt: str, **opts: Any) -> dict[str, Any]:
-        """``agent.start``; options by contract name or snake_case (``max_turns``)."""
-        params = {"projectId": project_id, "provider": provider, "prompt": prompt}
-        params.update({_camel(k): v for k, v in opts.items()})
-        return self.call("agent.start", params)
-
-    def prompt(self, project_id: str, prompt: str) -> dict[str, Any]:
-        """``agent.prompt``."""
-        return self.call("agent.prompt", {"projectId": project_id, "prompt": prompt})
-
-    def stop(self, project_id: str) -> dict[str, Any]:
-        """``agent.stop``."""
-        return self.call("agent.stop", {"projectId": project_id})
+    # -- wrappers that unpack their result ---------------------------------------
 
     def session(self, project_id: str) -> dict[str, Any] | None:
         """The project's current session (``session.get``), or None."""
-        session: dict[str, Any] | None = self.call("session.get", {"projectId": project_id})[
-            "session"
-        ]
+        session: dict[str, Any] | None = self.get_session(project_id)["session"]
         return session
-
-    def messages(self, session_id: str, after_seq: int = 0, limit: int = 500) -> dict[str, Any]:
-        """``session.messages.load``."""
-        return self.call(
-            "session.messages.load",
-            {"sessionId": session_id, "afterSeq": after_seq, "limit": limit},
-        )
 
 
 class Subscriber:
@@ -296,7 +324,8 @@ class Subscriber:
 
     Tracks the last ``eseq`` per boot; ``gaps`` counts jumps (missed events). Since
     ``eseq`` counts the events of all topics, gaps are only tracked when subscribed
-    to everything (topic ``""``). Thread-confined: use from one thread only.
+    to everything (topic ``""``). ``rcvhwm`` bounds the messages queued for this
+    subscriber (past it ZeroMQ drops). Thread-confined: use from one thread only.
     """
 
     def __init__(
@@ -305,19 +334,18 @@ class Subscriber:
         topics: Iterable[str] = ("",),
         *,
         context: zmq.Context[Any] | None = None,
+        rcvhwm: int | None = None,
     ) -> None:
         self.events_url = events_url
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket[Any] | None = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if rcvhwm is not None:
+            self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self._topics: list[str] = []
         self._pending: collections.deque[Event] = collections.deque()
-        self.last_eseq: dict[str, int] = {}
-        """boot -> last eseq seen."""
-        self.gaps = 0
-        """Number of eseq jumps seen (only when subscribed to everything)."""
-        self.missed = 0
-        """Number of events the jumps skipped."""
+        self.tracker = EseqTracker()
+        """eseq per boot, gaps, daemon restarts."""
         self.malformed = 0
         """Messages that were not ``[topic, JSON object]`` (ignored)."""
         self._sock.connect(events_url)
@@ -325,9 +353,29 @@ class Subscriber:
             self.subscribe(topic)
 
     @property
+    def last_eseq(self) -> dict[str, int]:
+        """boot -> last eseq seen."""
+        return self.tracker.last_eseq
+
+    @property
+    def gaps(self) -> int:
+        """Number of eseq jumps seen (only when subscribed to everything)."""
+        return self.tracker.gaps
+
+    @property
+    def missed(self) -> int:
+        """Number of events the jumps skipped."""
+        return self.tracker.missed
+
+    @property
     def topics(self) -> tuple[str, ...]:
         """The caller's subscriptions."""
         return tuple(self._topics)
+
+    @property
+    def everything(self) -> bool:
+        """Subscribed to every topic (so ``eseq`` jumps mean missed events)."""
+        return "" in self._topics
 
     def _socket(self) -> zmq.Socket[Any]:
         if self._sock is None:
@@ -350,15 +398,7 @@ class Subscriber:
         return any(topic.startswith(t) for t in self._topics)
 
     def _track(self, frame: dict[str, Any]) -> None:
-        boot, eseq = frame.get("boot"), frame.get("eseq")
-        if not isinstance(eseq, int) or not isinstance(boot, str | int):
-            return
-        key = str(boot)
-        last = self.last_eseq.get(key)
-        if last is not None and eseq != last + 1 and "" in self._topics:
-            self.gaps += 1
-            self.missed += max(0, eseq - last - 1)
-        self.last_eseq[key] = eseq if last is None else max(last, eseq)
+        self.tracker.track(frame, self.everything)
 
     def _read(self, deadline: float) -> Event | None:
         """The next well-formed message from the socket (any topic), or None."""
@@ -367,20 +407,11 @@ class Subscriber:
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if not sock.poll(remaining_ms, zmq.POLLIN):
                 return None
-            frames = sock.recv_multipart()
-            if len(frames) != 2:
+            got = decode_event(sock.recv_multipart())
+            if got is None:
                 self.malformed += 1
                 continue
-            try:
-                topic = frames[0].decode()
-                frame = loads(frames[1])
-            except ValueError:
-                self.malformed += 1
-                continue
-            if not isinstance(frame, dict):
-                self.malformed += 1
-                continue
-            return topic, frame
+            return got
 
     def recv(self, timeout: float) -> Event | None:
         """The next event of the subscribed topics, or None after ``timeout`` seconds."""

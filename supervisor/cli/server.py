@@ -1,7 +1,7 @@
-"""The `corral` command line (typer): `serve` runs the daemon, `demo` shows it.
+"""The daemon itself: `serve` runs it in the foreground, `demo` shows it at work.
 
-Client commands to script a running daemon accept the same `--rpc`/`--events`
-options and `CORRAL_RPC`/`CORRAL_EVENTS` environment as the contract says.
+These are the only commands that import the daemon (lazily, when they run):
+every other command is a client of a running daemon.
 """
 
 from __future__ import annotations
@@ -12,17 +12,12 @@ from typing import Annotated
 
 import typer
 
-from corral.supervisor import config as config_mod
+PANEL = "Daemon"
 
-app = typer.Typer(
-    name="corral",
-    help="corral: a per-user daemon that supervises AI coding agent sessions.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+app = typer.Typer()
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL)
 def serve(
     rpc: Annotated[
         str | None, typer.Option("--rpc", help="RPC endpoint (ROUTER), e.g. ipc:///path/rpc.sock")
@@ -39,6 +34,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the daemon in the foreground (SIGINT/SIGTERM stop it cleanly)."""
+    from corral.supervisor import config as config_mod
     from corral.supervisor.daemon import serve as run
 
     try:
@@ -61,7 +57,7 @@ def serve(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL)
 def demo(
     keep: Annotated[bool, typer.Option("--keep/--no-keep", help="Keep the demo's database")] = True,
     delay_ms: Annotated[
@@ -74,13 +70,9 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, delay_ms=delay_ms))
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL)
 def version() -> None:
     """Print corral's version."""
     from corral.supervisor.daemon import version as v
 
     typer.echo(v())
-
-
-def main() -> None:
-    app()
