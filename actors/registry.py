@@ -50,6 +50,7 @@ from corral.actors.messages import (
 from corral.actors.notifications import Notifications
 from corral.actors.ports import Outbox, ProviderCatalog, ReplyTo, run_and_answer
 from corral.actors.reader import Query, ReaderPool
+from corral.actors.record import SessionRecord
 from corral.actors.registry_info import InfoRequests
 from corral.actors.retention import retention_write
 from corral.actors.scheduler import Scheduler, Tick
@@ -58,8 +59,6 @@ from corral.actors.session import (
     Control,
     SessionActor,
     SessionDeps,
-    new_session_row,
-    summary_of,
 )
 from corral.actors.settings import Settings
 from corral.actors.starts import IdempotencyBook, PendingStart
@@ -87,15 +86,25 @@ log = logging.getLogger("corral.registry")
 
 @dataclass
 class Entry:
-    """A live session, as the registry sees it."""
+    """A live session, as the registry sees it.
+
+    The registry never sets a session's status: ``reported`` is what the session
+    last committed and told (``SessionChanged``), with the prompt ``epoch`` it had
+    seen. A prompt the registry sent that has not been reported on yet makes the
+    session count as running."""
 
     session_id: str
     project_id: str
     ref: pykka.ActorRef[Any]
     control: Control
-    status: str
+    reported: str
     epoch: int = 0
+    reported_epoch: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "running" if self.epoch > self.reported_epoch else self.reported
 
 
 class RegistryActor(InfoRequests, pykka.ThreadingActor):
@@ -328,7 +337,7 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         if current is not None:
             self._retire(current, "replaced by a new session")
         session_id = str(uuid.uuid4())
-        row = new_session_row(session_id, project_id, provider, options.get("model"))
+        row = SessionRecord.new(session_id, project_id, provider, options.get("model"))
         control = Control()
         ref = SessionActor.start(row, options, self.settings, self._deps(), control)
         self.starting[project_id] = PendingStart(session_id, ref, control, [reply_to], key, dropped)
@@ -385,7 +394,6 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
                 raise StartInProgress(f"a start for project {project_id!r} is in flight")
             raise NoSession(f"project {project_id!r} has no current session")
         entry.epoch += 1
-        entry.status = "running"
         entry.ref.tell(Prompt(params["prompt"], reply_to, entry.epoch))
         self._publish_health(project_id)
 
@@ -409,8 +417,8 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         if entry is None or entry.session_id != msg.session_id:
             return
         entry.summary = msg.summary
-        if msg.epoch == entry.epoch:
-            entry.status = msg.status
+        if msg.epoch >= entry.reported_epoch:
+            entry.reported, entry.reported_epoch = msg.status, msg.epoch
         if msg.status_changed and msg.status in TERMINAL and msg.epoch == entry.epoch:
             if msg.status == "done":
                 self._notify(
@@ -438,8 +446,7 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         if entry.epoch != msg.epoch:
             return  # a prompt raced the cleanup: the session lives on
         # Same epoch: no prompt was sent since the session ended its turn, so its
-        # own (terminal) status is authoritative even if our cached one still lags.
-        entry.status = "done" if entry.status == "running" else entry.status
+        # own (terminal) status is authoritative even if its report still travels.
         self._retire(entry)
 
     def _on_session_died(self, msg: SessionDied) -> None:
@@ -484,14 +491,15 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
             self._retire(entry, "replaced by a restored session")
         options = db.get_session_options(self.conn, newest["sessionId"]) or {}
         control = Control()
-        ref = SessionActor.start(newest, options, self.settings, self._deps(), control)
+        record = SessionRecord.from_row(newest)
+        ref = SessionActor.start(record, options, self.settings, self._deps(), control)
         self.projects[project_id] = Entry(
             newest["sessionId"],
             project_id,
             ref,
             control,
             newest["status"],
-            summary=summary_of(newest),
+            summary=record.summary(),
         )
         self._store.tell(Write([], live_seq=(newest["sessionId"], newest["lastSeqId"])))
         self._publish_health(project_id)

@@ -1,23 +1,22 @@
 """SessionActor: one per live session; the single owner of that session's state.
 
-It owns the status (through the state machine in ``actors/state.py``), model,
-cost and tokens, the seqId counter, the provider process handle, the stall
-timer and the cleanup timer. Provider output arrives already parsed (the
-reader thread runs the stream parser); the actor assigns seqIds, converts to
-AgentMessages and hands one :class:`~actors.store.Write` per step to the
-StoreActor, whose commit publishes the events. Upward reports go to the
-registry by ``tell`` only.
+It owns the session's :class:`~corral.actors.record.SessionRecord` (model,
+cost, tokens, counts), its :class:`~corral.actors.state.Lifecycle` (status,
+turns waiting, a stop asked for), the seqId counter, the provider handle,
+the prompts held for a provider that takes none mid-turn, and the stall and
+cleanup timers. Provider output arrives already parsed (on the provider's
+reader thread); the actor assigns seqIds, converts to AgentMessages and hands
+one store write per step to the StoreActor, whose commit publishes the
+events. Upward reports go to the registry by ``tell`` only.
 
 Stopping is urgent and must not wait behind queued provider output, so the
-registry calls :class:`Control` directly (interrupt + signal ladder on the
-process) and then tells the actor, which finishes the bookkeeping when the
-turn or the process ends.
+registry calls :class:`~corral.actors.control.Control` directly and then tells
+the actor, which finishes the bookkeeping when the turn or the process ends.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import Any
 import pykka
 
 from corral.actors import convert, db
+from corral.actors.control import Control, exit_reason
 from corral.actors.messages import (
     Begin,
     Notify,
@@ -51,11 +51,16 @@ from corral.actors.ports import (
     ProviderLauncher,
     ReplyTo,
 )
+from corral.actors.record import SessionRecord
 from corral.actors.scheduler import Generation, Scheduler, Tick
+from corral.actors.session_write import dump_raw, step_ops
 from corral.actors.settings import Settings
-from corral.actors.state import IllegalTransition, SessionEvent, is_terminal, transition
-from corral.actors.store import AddMessages, AddRaw, ForgetLive, Publication, SaveSession, Write
+from corral.actors.stall import StallClock
+from corral.actors.state import Lifecycle, is_terminal
+from corral.actors.store import AddRaw, ForgetLive, Write
 from corral.protocol.errors import InternalError, ProviderUnavailable, RpcError
+
+__all__ = ["Control", "SessionActor", "SessionDeps", "new_session_row"]
 
 log = logging.getLogger("corral.session")
 
@@ -63,6 +68,9 @@ MAX_TOOL_NAMES = 4096
 SHUTDOWN_REASON = "daemon stopped"
 SHUTDOWN_WAIT_S = 12.0
 RETRY_NOTICE_INTERVAL_S = 10.0
+
+Failure = tuple[RpcError, list[dict[str, Any]]]
+"""Why no provider could take a prompt, and the transcript lines saying so."""
 
 
 @dataclass
@@ -76,103 +84,47 @@ class SessionDeps:
     launcher: ProviderLauncher
 
 
-class Control:
-    """Thread-safe access to the session's current process for urgent control."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._handle: ProviderHandle | None = None
-
-    def set(self, handle: ProviderHandle | None) -> None:
-        with self._lock:
-            self._handle = handle
-
-    def stop_turn(self) -> None:
-        with self._lock:
-            handle = self._handle
-        if handle is not None:
-            handle.stop_turn()
-
-    def close(self) -> None:
-        with self._lock:
-            handle = self._handle
-        if handle is not None:
-            handle.close()
-
-
 def new_session_row(
     session_id: str, project_id: str, provider: str, model: str | None
-) -> dict[str, Any]:
-    now = db.now_ms()
-    return {
-        "sessionId": session_id,
-        "projectId": project_id,
-        "provider": provider,
-        "status": "idle",
-        "model": model,
-        "costUsd": 0.0,
-        "inputTokens": 0,
-        "outputTokens": 0,
-        "cacheReadTokens": 0,
-        "cacheCreationTokens": 0,
-        "createdAt": now,
-        "updatedAt": now,
-        "messageCount": 0,
-        "lastSeqId": 0,
-    }
-
-
-def summary_of(session: dict[str, Any], *, stalled: bool = False) -> dict[str, Any]:
-    """What the registry keeps of a live session for health reports."""
-    return {
-        "sessionId": session["sessionId"],
-        "status": session["status"],
-        "costUsd": session["costUsd"],
-        "inputTokens": session["inputTokens"],
-        "outputTokens": session["outputTokens"],
-        "messageCount": session["messageCount"],
-        "lastActivity": session["updatedAt"],
-        "stalled": stalled,
-    }
+) -> SessionRecord:
+    """The record of a session about to start."""
+    return SessionRecord.new(session_id, project_id, provider, model)
 
 
 class SessionActor(pykka.ThreadingActor):
     def __init__(
         self,
-        session: dict[str, Any],
+        record: SessionRecord,
         options: dict[str, Any],
         settings: Settings,
         deps: SessionDeps,
         control: Control,
     ) -> None:
         super().__init__()
-        self.s = dict(session)
+        self.rec = record
+        self.life = Lifecycle(record.status)
         self.options = options
         self.settings = settings
         self.deps = deps
         self.control = control
-        self.session_id: str = session["sessionId"]
-        self.project_id: str = session["projectId"]
-        self.seq: int = int(session.get("lastSeqId", 0))
+        self.session_id = record.session_id
+        self.project_id = record.project_id
+        self.seq = record.last_seq_id
         self.epoch = 0
         self.proc: ProviderHandle | None = None
         self.proc_gen = Generation()
-        self.pending_turns = 0
         self.queued: deque[str] = deque()  # prompts held until the turn ends
-        self.stopping = False
         self.stop_waiters: list[ReplyTo] = []
         self.tool_names: dict[str, str] = {}
         self.cost_base = 0.0
-        self.last_activity = time.monotonic()
-        self.stalled = False
-        self.stall_gen = Generation()
+        self.stall = StallClock()
         self.cleanup_gen = Generation()
         self.last_retry_notice = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
-        if is_terminal(self.s["status"]):
+        if is_terminal(self.life.status):
             self._schedule_cleanup()
 
     def on_failure(
@@ -217,12 +169,14 @@ class SessionActor(pykka.ThreadingActor):
     def _on_begin(self, msg: Begin) -> None:
         self.epoch = msg.epoch
         user = self._user_message(msg.prompt)
-        error = self._run_prompt(msg.prompt, SessionEvent.START)
-        if error is not None:
-            self._commit([user, *error[1]], status_changed=True)
-            self._tell(self.deps.registry, StartFailed(self.session_id, self.project_id, error[0]))
+        failure = self._run_prompt(msg.prompt, first=True)
+        if failure is not None:
+            self._commit([user, *failure[1]], status_changed=True)
+            self._tell(
+                self.deps.registry, StartFailed(self.session_id, self.project_id, failure[0])
+            )
             return
-        model = self.s.get("model")
+        model = self.rec.model
         self._commit(
             [user],
             status_changed=True,
@@ -236,9 +190,9 @@ class SessionActor(pykka.ThreadingActor):
         self.cleanup_gen.next()
         user = self._user_message(msg.text)
         seq = self.seq
-        error = self._run_prompt(msg.text, SessionEvent.PROMPT)
-        if error is not None:
-            rpc_error, extra = error
+        failure = self._run_prompt(msg.text, first=False)
+        if failure is not None:
+            rpc_error, extra = failure
             self._commit(
                 [user, *extra],
                 status_changed=True,
@@ -252,17 +206,12 @@ class SessionActor(pykka.ThreadingActor):
             then=lambda _r: self.deps.outbox.reply(msg.reply_to, result=result),
         )
 
-    def _run_prompt(
-        self, text: str, event: SessionEvent
-    ) -> tuple[RpcError, list[dict[str, Any]]] | None:
-        """Move to running and hand `text` to a live process or a new one.
-
-        Returns (error, extra messages) when no process could take the prompt."""
-        was_running = self.s["status"] == "running"
-        self._transition(event)
-        self.s.pop("error", None)
-        self.stopping = False
-        self.pending_turns += 1
+    def _run_prompt(self, text: str, *, first: bool) -> Failure | None:
+        """Move to running and hand ``text`` to the provider (now, at the turn's end,
+        or through a new launch). Returns a Failure when no provider could take it."""
+        was_running = self.life.running
+        self.life.prompted(first=first)
+        self.rec.error = None
         if not was_running:
             self._arm_stall()
         if self.proc is not None:
@@ -274,8 +223,8 @@ class SessionActor(pykka.ThreadingActor):
                 return None
         return self._hand_over_by_launch(text)
 
-    def _hand_over_by_launch(self, text: str) -> tuple[RpcError, list[dict[str, Any]]] | None:
-        """Start a (new) provider process for ``text``; (error, messages) if that fails."""
+    def _hand_over_by_launch(self, text: str) -> Failure | None:
+        """Open the provider (again) for ``text``; a Failure if that fails."""
         try:
             self._launch(text)
         except RpcError as exc:
@@ -289,17 +238,16 @@ class SessionActor(pykka.ThreadingActor):
             return self._launch_failed(InternalError(f"cannot start provider: {exc}"))
         return None
 
-    def _launch_failed(self, exc: RpcError) -> tuple[RpcError, list[dict[str, Any]]]:
-        self.pending_turns = 0
+    def _launch_failed(self, exc: RpcError) -> Failure:
         self.queued.clear()
-        self._transition(SessionEvent.PROCESS_CRASHED)
-        self.s["error"] = exc.message
+        self.life.launch_failed()
+        self.rec.error = exc.message
         return exc, [self._system_message(exc.message)]
 
     def _launch(self, prompt: str) -> None:
         gen = self.proc_gen.next()
         me = self.actor_ref
-        resume_id = self.s.get("providerSessionId") if self.seq > 1 else None
+        resume_id = self.rec.provider_session_id if self.seq > 1 else None
 
         def on_messages(items: list[Normalized], done: Callable[[], None]) -> None:
             try:
@@ -316,7 +264,7 @@ class SessionActor(pykka.ThreadingActor):
         request = LaunchRequest(
             session_id=self.session_id,
             project_id=self.project_id,
-            provider=self.s["provider"],
+            provider=self.rec.provider,
             options=self.options,
             prompt=prompt,
             resume_id=resume_id,
@@ -330,30 +278,30 @@ class SessionActor(pykka.ThreadingActor):
         self.control.set(self.proc)
 
     def _on_stop(self, reply_to: ReplyTo) -> None:
-        if self.s["status"] != "running":
+        if not self.life.stop_requested():
             self.deps.outbox.reply(
-                reply_to, result={"sessionId": self.session_id, "status": self.s["status"]}
+                reply_to, result={"sessionId": self.session_id, "status": self.life.status}
             )
             return
-        self.stopping = True
         self.queued.clear()  # a stop cancels the prompts waiting for the turn's end
         self.stop_waiters.append(reply_to)
         if self.proc is None:
-            self._finish_stopped([])
+            messages: list[dict[str, Any]] = []
+            self._stopped(messages)
+            self._commit(messages, status_changed=True)
         else:
             self.proc.stop_turn()
 
-    def _finish_stopped(self, messages: list[dict[str, Any]]) -> None:
-        self.pending_turns = 0
-        self._transition(SessionEvent.STOPPED)
-        self.s.pop("error", None)
+    def _stopped(self, messages: list[dict[str, Any]]) -> None:
+        """The stop asked for is complete: ``done`` with a "stopped" note."""
+        self.life.stopped()
+        self.rec.error = None
         messages.append(self._system_message("stopped"))
         self._became_terminal()
-        self._commit(messages, status_changed=True)
 
     def _reply_stop_waiters(self) -> None:
         waiters, self.stop_waiters = self.stop_waiters, []
-        result = {"sessionId": self.session_id, "status": self.s["status"]}
+        result = {"sessionId": self.session_id, "status": self.life.status}
         for reply_to in waiters:
             self.deps.outbox.reply(reply_to, result=result)
 
@@ -361,11 +309,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def _on_output(self, items: list[Normalized], done: Callable[[], None]) -> None:
         now = db.now_ms()
-        self.last_activity = time.monotonic()
-        stall_cleared = False
-        if self.stalled:
-            self.stalled = False
-            stall_cleared = True
+        stall_cleared = self.stall.activity()
         messages: list[dict[str, Any]] = []
         raws: list[AddRaw] = []
         status_changed = False
@@ -373,14 +317,7 @@ class SessionActor(pykka.ThreadingActor):
         for n in items:
             kind = n.kind
             if kind == "init":
-                if n.model:
-                    self.s["model"] = n.model
-                if n.provider_session_id:
-                    previous = self.s.get("providerSessionId")
-                    if previous is not None and previous != n.provider_session_id:
-                        # A new provider-side conversation: its cumulative cost restarts.
-                        self.cost_base = float(self.s.get("costUsd", 0.0))
-                    self.s["providerSessionId"] = n.provider_session_id
+                self._on_init(n)
             elif kind == "tool_call" and n.tool_id and n.tool_name:
                 if len(self.tool_names) >= MAX_TOOL_NAMES:
                     self.tool_names.pop(next(iter(self.tool_names)))
@@ -393,14 +330,13 @@ class SessionActor(pykka.ThreadingActor):
             elif kind == "unknown":
                 raw = n.raw or {}
                 raws.append(
-                    AddRaw(self.session_id, now, str(raw.get("type", "?"))[:64], _dump(raw))
+                    AddRaw(self.session_id, now, str(raw.get("type", "?"))[:64], dump_raw(raw))
                 )
-            elif kind == "error" and self.stopping:
+            elif kind == "error" and self.life.stopping:
                 # The provider's report of the interrupt we asked for is not an error.
                 continue
             elif kind == "turn_end":
-                if self._on_turn_end(n, messages):
-                    status_changed = True
+                status_changed = self._on_turn_end(n, messages) or status_changed
                 continue
             if convert.is_displayed(n):
                 self.seq += 1
@@ -421,32 +357,33 @@ class SessionActor(pykka.ThreadingActor):
         if stall_cleared and not (status_changed or cost_changed):
             self._report(status_changed=False)
 
+    def _on_init(self, n: Normalized) -> None:
+        if n.model:
+            self.rec.model = n.model
+        if n.provider_session_id:
+            previous = self.rec.provider_session_id
+            if previous is not None and previous != n.provider_session_id:
+                # A new provider-side conversation: its cumulative cost restarts.
+                self.cost_base = self.rec.cost_usd
+            self.rec.provider_session_id = n.provider_session_id
+
     def _on_turn_end(self, n: Normalized, messages: list[dict[str, Any]]) -> bool:
-        if self.s["status"] != "running":
-            return False
-        self.pending_turns = max(0, self.pending_turns - 1)
-        if self.stopping:
-            self.pending_turns = 0
-            self._transition(SessionEvent.STOPPED)
-            self.s.pop("error", None)
-            self.seq += 1
-            messages.append(convert.system_message("stopped", self.seq, db.now_ms()))
-        elif n.is_error:
-            self.pending_turns = 0
-            if self.queued:
-                self.seq += 1
-                note = f"{len(self.queued)} queued prompt(s) not sent: the turn failed"
-                messages.append(convert.system_message(note, self.seq, db.now_ms()))
-                self.queued.clear()
-            self._transition(SessionEvent.TURN_FAILED)
-            self.s["error"] = n.text or "the provider reported an error"
-        elif self.pending_turns == 0:
-            self._transition(SessionEvent.TURN_DONE)
-            self.s.pop("error", None)
-        elif not (self.queued and self._hand_over_queued(messages)):
-            return False
-        self._became_terminal()
-        return True
+        """A turn ended; True if the status changed."""
+        if self.life.stopping and self.life.running:
+            self._stopped(messages)
+            return True
+        if n.is_error and self.queued and self.life.running:
+            note = f"{len(self.queued)} queued prompt(s) not sent: the turn failed"
+            messages.append(self._system_message(note))
+            self.queued.clear()
+        if self.life.turn_ended(ok=not n.is_error):
+            self.rec.error = (n.text or "the provider reported an error") if n.is_error else None
+            self._became_terminal()
+            return True
+        if self.life.running and self.queued and self._hand_over_queued(messages):
+            self._became_terminal()
+            return True
+        return False
 
     def _hand_over_queued(self, messages: list[dict[str, Any]]) -> bool:
         """The turn ended and a prompt waits: give it to the provider (its user
@@ -455,24 +392,24 @@ class SessionActor(pykka.ThreadingActor):
         text = self.queued.popleft()
         if self.proc is not None and self.proc.send_prompt(text):
             return False
-        error = self._hand_over_by_launch(text)
-        if error is None:
+        failure = self._hand_over_by_launch(text)
+        if failure is None:
             return False
-        messages.extend(error[1])
+        messages.extend(failure[1])
         return True
 
     def _apply_cost(self, n: Normalized) -> None:
+        rec = self.rec
         if n.cost_usd is not None:
             if n.cost_cumulative:
                 # Never let a failed resume (which reports 0) wipe what was spent.
-                total = max(float(self.s["costUsd"]), self.cost_base + n.cost_usd)
-                self.s["costUsd"] = round(total, 10)
+                rec.cost_usd = round(max(rec.cost_usd, self.cost_base + n.cost_usd), 10)
             else:
-                self.s["costUsd"] = round(float(self.s["costUsd"]) + n.cost_usd, 10)
-        self.s["inputTokens"] += n.input_tokens
-        self.s["outputTokens"] += n.output_tokens
-        self.s["cacheReadTokens"] += n.cache_read_tokens
-        self.s["cacheCreationTokens"] += n.cache_creation_tokens
+                rec.cost_usd = round(rec.cost_usd + n.cost_usd, 10)
+        rec.input_tokens += n.input_tokens
+        rec.output_tokens += n.output_tokens
+        rec.cache_read_tokens += n.cache_read_tokens
+        rec.cache_creation_tokens += n.cache_creation_tokens
 
     def _maybe_retry_notice(self, n: Normalized) -> None:
         if n.status != "retrying" or not n.text:
@@ -489,20 +426,17 @@ class SessionActor(pykka.ThreadingActor):
     def _on_exit(self, report: ExitReport) -> None:
         self.proc = None
         self.control.set(None)
-        if self.s["status"] == "running":
-            if self.stopping:
-                self._finish_stopped([])
+        if self.life.running:
+            messages: list[dict[str, Any]] = []
+            if self.life.stopping:
+                self._stopped(messages)
             else:
-                self.pending_turns = 0
-                reason = _exit_reason(report)
-                self._transition(
-                    SessionEvent.PROCESS_CRASHED
-                    if report.returncode not in (0, None)
-                    else SessionEvent.PROCESS_EXITED
-                )
-                self.s["error"] = reason
+                reason = exit_reason(report)
+                self.life.process_ended(crashed=report.returncode not in (0, None))
+                self.rec.error = reason
+                messages.append(self._system_message(reason))
                 self._became_terminal()
-                self._commit([self._system_message(reason)], status_changed=True)
+            self._commit(messages, status_changed=True)
         elif self.stop_waiters:
             self._reply_stop_waiters()
         if report.stderr_tail and report.returncode not in (0, None):
@@ -511,9 +445,7 @@ class SessionActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ timers
 
     def _arm_stall(self) -> None:
-        self.last_activity = time.monotonic()
-        self.stalled = False
-        gen = self.stall_gen.next()
+        gen = self.stall.arm()
         timeout = self.settings.int("stall_timeout_ms") / 1000.0
         self.deps.scheduler.call_later(timeout, self.actor_ref, Tick("stall", gen))
 
@@ -523,50 +455,42 @@ class SessionActor(pykka.ThreadingActor):
         self.deps.scheduler.call_later(grace, self.actor_ref, Tick("cleanup", gen))
 
     def _on_tick(self, tick: Tick) -> None:
-        if tick.kind == "stall" and self.stall_gen.is_current(tick.generation):
-            if self.s["status"] != "running":
-                return
-            timeout = self.settings.int("stall_timeout_ms") / 1000.0
-            idle = time.monotonic() - self.last_activity
-            if idle >= timeout:
-                if not self.stalled:
-                    self.stalled = True
-                    secs = int(idle)
-                    self._tell(
-                        self.deps.registry,
-                        Notify(
-                            "warning",
-                            "agent_stalled",
-                            f"{self.project_id}: no output from the agent for {secs}s",
-                            self.session_id,
-                            self.project_id,
-                        ),
-                    )
-                    self._report(status_changed=False)
-                delay = timeout
-            else:
-                delay = timeout - idle
-            self.deps.scheduler.call_later(
-                max(delay, 0.05), self.actor_ref, Tick("stall", tick.generation)
-            )
+        if tick.kind == "stall" and self.stall.is_current(tick.generation):
+            if self.life.running:
+                self._check_stall(tick.generation)
         elif (
             tick.kind == "cleanup"
             and self.cleanup_gen.is_current(tick.generation)
-            and is_terminal(self.s["status"])
+            and is_terminal(self.life.status)
         ):
             self._tell(
                 self.deps.registry,
                 RequestRetire(self.session_id, self.project_id, self.epoch),
             )
 
+    def _check_stall(self, generation: int) -> None:
+        became, delay, idle = self.stall.check(self.settings.int("stall_timeout_ms") / 1000.0)
+        if became:
+            self._tell(
+                self.deps.registry,
+                Notify(
+                    "warning",
+                    "agent_stalled",
+                    f"{self.project_id}: no output from the agent for {idle}s",
+                    self.session_id,
+                    self.project_id,
+                ),
+            )
+            self._report(status_changed=False)
+        self.deps.scheduler.call_later(delay, self.actor_ref, Tick("stall", generation))
+
     def _on_retire(self, reason: str) -> None:
-        if self.s["status"] == "running":
+        if self.life.running:
             # Daemon shutdown: the turn is cut short; a later prompt can resume it.
-            self._transition(SessionEvent.INTERRUPTED)
-            self.s["error"] = f"interrupted: {reason}"
-            self.pending_turns = 0
-            self._commit([self._system_message(self.s["error"])], status_changed=True)
-        self.stall_gen.next()
+            self.life.interrupted()
+            self.rec.error = f"interrupted: {reason}"
+            self._commit([self._system_message(self.rec.error)], status_changed=True)
+        self.stall.stop()
         self.cleanup_gen.next()
         self.proc_gen.next()
         if self.proc is not None:
@@ -587,17 +511,8 @@ class SessionActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------ helpers
 
-    def _transition(self, event: SessionEvent) -> None:
-        try:
-            self.s["status"] = transition(self.s["status"], event)
-        except IllegalTransition:
-            log.warning(
-                "session %s: ignored %s in status %s", self.session_id, event.name, self.s["status"]
-            )
-
     def _became_terminal(self) -> None:
-        self.stall_gen.next()
-        self.stalled = False
+        self.stall.stop()
         self._schedule_cleanup()
 
     def _user_message(self, text: str) -> dict[str, Any]:
@@ -608,22 +523,19 @@ class SessionActor(pykka.ThreadingActor):
         self.seq += 1
         return convert.system_message(text, self.seq, db.now_ms())
 
-    def _summary(self) -> dict[str, Any]:
-        return summary_of(self.s, stalled=self.stalled)
+    def _changed(self, status_changed: bool) -> SessionChanged:
+        return SessionChanged(
+            self.session_id,
+            self.project_id,
+            self.life.status,
+            self.rec.error,
+            self.rec.summary(stalled=self.stall.stalled),
+            status_changed,
+            self.epoch,
+        )
 
     def _report(self, *, status_changed: bool) -> None:
-        self._tell(
-            self.deps.registry,
-            SessionChanged(
-                self.session_id,
-                self.project_id,
-                self.s["status"],
-                self.s.get("error"),
-                self._summary(),
-                status_changed,
-                self.epoch,
-            ),
-        )
+        self._tell(self.deps.registry, self._changed(status_changed))
 
     def _commit(
         self,
@@ -632,63 +544,32 @@ class SessionActor(pykka.ThreadingActor):
         status_changed: bool = False,
         cost_changed: bool = False,
         raws: list[AddRaw] | None = None,
-        then: Any = None,
+        then: Callable[[list[Any]], None] | None = None,
         on_error: Callable[[], None] | None = None,
     ) -> None:
-        s = self.s
-        s["updatedAt"] = db.now_ms()
-        s["messageCount"] = int(s.get("messageCount", 0)) + len(messages)
-        s["lastSeqId"] = self.seq
-        ops: list[Any] = [SaveSession(dict(s), self.options)]
-        publish: list[Publication] = []
-        if messages:
-            ops.append(AddMessages(self.session_id, messages))
-            publish.append(
-                Publication(
-                    "agent.message",
-                    {"sessionId": self.session_id, "messages": messages},
-                    self.project_id,
-                )
-            )
-        if raws:
-            ops.extend(raws)
-        if cost_changed:
-            publish.append(
-                Publication(
-                    "agent.cost",
-                    {
-                        "sessionId": self.session_id,
-                        "costUsd": s["costUsd"],
-                        "inputTokens": s["inputTokens"],
-                        "outputTokens": s["outputTokens"],
-                        "cacheReadTokens": s["cacheReadTokens"],
-                        "cacheCreationTokens": s["cacheCreationTokens"],
-                    },
-                    self.project_id,
-                )
-            )
-        if status_changed:
-            data: dict[str, Any] = {"sessionId": self.session_id, "status": s["status"]}
-            if s.get("error"):
-                data["error"] = s["error"]
-            publish.append(Publication("agent.status", data, self.project_id))
-        report = status_changed or cost_changed
-        terminal_stop = status_changed and is_terminal(s["status"]) and bool(self.stop_waiters)
-        change = SessionChanged(
-            self.session_id,
-            self.project_id,
-            s["status"],
-            s.get("error"),
-            self._summary(),
-            status_changed,
-            self.epoch,
+        """Store this step (one write); its events go out after the commit, then the
+        registry hears of status and cost changes and finished stops are answered."""
+        rec = self.rec
+        rec.status = self.life.status
+        rec.updated_at = db.now_ms()
+        rec.message_count += len(messages)
+        rec.last_seq_id = self.seq
+        ops, publish = step_ops(
+            rec,
+            self.options,
+            messages,
+            raws or [],
+            status_changed=status_changed,
+            cost_changed=cost_changed,
         )
-        waiters = self.stop_waiters if terminal_stop else []
-        if terminal_stop:
-            self.stop_waiters = []
+        report = status_changed or cost_changed
+        change = self._changed(status_changed)
+        waiters: list[ReplyTo] = []
+        if status_changed and is_terminal(rec.status) and self.stop_waiters:
+            waiters, self.stop_waiters = self.stop_waiters, []
         registry = self.deps.registry
         outbox = self.deps.outbox
-        stop_result = {"sessionId": self.session_id, "status": s["status"]}
+        stop_result = {"sessionId": self.session_id, "status": rec.status}
 
         def after(results: list[Any]) -> None:
             if report:
@@ -714,21 +595,3 @@ class SessionActor(pykka.ThreadingActor):
             ref.tell(message)
         except pykka.ActorDeadError:
             pass
-
-
-def _exit_reason(report: ExitReport) -> str:
-    if report.signal is not None:
-        head = f"provider killed by signal {report.signal}"
-    else:
-        head = f"provider exited with code {report.returncode}"
-    tail = [line for line in report.stderr_tail.strip().splitlines() if line.strip()]
-    return f"{head}: {tail[-1][:500]}" if tail else head
-
-
-def _dump(raw: dict[str, Any]) -> str:
-    import orjson
-
-    try:
-        return orjson.dumps(raw, default=str).decode()[:65536]
-    except TypeError:
-        return repr(raw)[:65536]

@@ -54,6 +54,8 @@ is illegal), as produced by :func:`describe_table`:
 
 from __future__ import annotations
 
+import logging
+import os
 from enum import StrEnum
 from typing import Final, Literal, get_args
 
@@ -62,6 +64,7 @@ __all__ = [
     "TERMINAL",
     "TRANSITIONS",
     "IllegalTransition",
+    "Lifecycle",
     "SessionEvent",
     "Status",
     "can_transition",
@@ -172,3 +175,91 @@ def describe_table() -> str:
         cells = [TRANSITIONS.get((status, event), "-") for status in STATUSES]
         lines.append(f"| {event.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+STRICT_ENV = "CORRAL_STRICT_TRANSITIONS"
+"""With this set to ``1`` (the test suite sets it) an illegal transition raises."""
+
+log = logging.getLogger("corral.state")
+
+
+class Lifecycle:
+    """A session's status and the two facts that decide its next one.
+
+    ``pending_turns`` counts the prompts handed to the session whose turns have
+    not ended; ``stopping`` records that a stop was asked for (the provider's
+    report of the interrupt that follows is then not an error). Every change of
+    status goes through :func:`transition`: an illegal event raises
+    :class:`IllegalTransition` in strict mode (the tests) and is logged as a bug
+    and ignored otherwise, the status staying as it was.
+    """
+
+    def __init__(self, status: Status, *, strict: bool | None = None) -> None:
+        self.status: Status = status
+        self.pending_turns = 0
+        self.stopping = False
+        self.strict = os.environ.get(STRICT_ENV) == "1" if strict is None else strict
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def fire(self, event: SessionEvent) -> Status:
+        try:
+            self.status = transition(self.status, event)
+        except IllegalTransition:
+            if self.strict:
+                raise
+            log.error("bug: ignored %s in status %s", event.name, self.status)
+        return self.status
+
+    def prompted(self, *, first: bool) -> None:
+        """A prompt was handed over: a session's first (START) or a follow-up
+        (PROMPT); either clears an earlier stop."""
+        self.fire(SessionEvent.START if first else SessionEvent.PROMPT)
+        self.pending_turns += 1
+        self.stopping = False
+
+    def stop_requested(self) -> bool:
+        """A client asked for a stop; False if there is no turn to stop."""
+        if not self.running:
+            return False
+        self.stopping = True
+        return True
+
+    def turn_ended(self, ok: bool) -> bool:
+        """The provider ended a turn; True if the status changed (the session is
+        no longer running), False while more prompts wait for their turns or
+        when the session was not running (a late report)."""
+        if not self.running:
+            return False
+        self.pending_turns = max(0, self.pending_turns - 1)
+        if self.stopping:
+            self.stopped()
+        elif not ok:
+            self.pending_turns = 0
+            self.fire(SessionEvent.TURN_FAILED)
+        elif self.pending_turns == 0:
+            self.fire(SessionEvent.TURN_DONE)
+        else:
+            return False
+        return True
+
+    def stopped(self) -> None:
+        """The stop asked for is complete (the turn ended or the process is gone)."""
+        self.pending_turns = 0
+        self.fire(SessionEvent.STOPPED)
+
+    def process_ended(self, crashed: bool) -> None:
+        """The provider went away while the session was running."""
+        self.pending_turns = 0
+        self.fire(SessionEvent.PROCESS_CRASHED if crashed else SessionEvent.PROCESS_EXITED)
+
+    def launch_failed(self) -> None:
+        self.pending_turns = 0
+        self.fire(SessionEvent.PROCESS_CRASHED)
+
+    def interrupted(self) -> None:
+        """The daemon stops while the turn runs."""
+        self.pending_turns = 0
+        self.fire(SessionEvent.INTERRUPTED)

@@ -352,10 +352,13 @@ class StoreActor(pykka.ThreadingActor):
         ):
             for session_id in [s for s in self._live if s in self._gone]:
                 del self._live[session_id]
-        for pub in write.publish:
-            self._outbox.publish(pub.event, pub.data, pub.project_id)
+        # Callbacks first: they tell actors (the registry) what was committed, so that
+        # a client reacting to the event below always finds the registry up to date
+        # (its request queues behind that tell). Events still leave only after COMMIT.
         if write.then is not None:
             self._run(lambda: write.then(results) if write.then else None)
+        for pub in write.publish:
+            self._outbox.publish(pub.event, pub.data, pub.project_id)
 
     def _fail(self, write: Write) -> None:
         if write.on_error is not None:

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# An illegal session status transition raises under test (in production it is
+# logged as a bug and ignored); daemons started by the tests inherit this.
+os.environ["CORRAL_STRICT_TRANSITIONS"] = "1"
+
 from corral.protocol.client import Client, Subscriber
 from corral.supervisor.background import DaemonProcess
 from tests.support.claude_fixtures import claude_bin, fake_anthropic  # noqa: F401

@@ -67,8 +67,8 @@ def start(client: Client, project: str, prompt: str, cwd: Path, **extra: object)
 
 
 def provider_pid(daemon_pid: int) -> int:
-    """The one codex app-server the daemon runs."""
-    found = [p for p in descendants(daemon_pid) if "codex" in _cmdline(p)]
+    """The one codex app-server the daemon runs (its helpers and tools run under it)."""
+    found = [p for p in descendants(daemon_pid) if _cmdline(p).endswith(" app-server ")]
     assert len(found) == 1, found
     return found[0]
 
