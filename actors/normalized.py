@@ -21,6 +21,11 @@ cost       ``cost_usd`` (cumulative for the provider session when       no
            ``cost_cumulative``), per-turn token counts, and the model's
            ``context_window`` when the provider reports it
 status     ``text``/``status``: a transient provider state (api retry)  no
+delta      ``text``: characters added to a message still streaming;    no
+           ``status``: its role (``assistant`` or ``thinking``);
+           ``raw`` ``{"offset": characters before them}``. Published as
+           ``agent.delta`` (a preview, never stored); the whole message
+           follows as one ``text``/``thinking`` value
 compaction context was compacted                                        no
 turn_end   the turn finished; ``is_error`` and ``text`` (error text),   no
            ``error_info``: the provider's error code when it gives one
@@ -46,6 +51,7 @@ Kind = Literal[
     "system",
     "cost",
     "status",
+    "delta",
     "compaction",
     "turn_end",
     "unknown",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.actors import db
+from corral.actors.normalized import Normalized
 from corral.actors.state import Status
 
 
@@ -90,6 +91,21 @@ class SessionRecord:
         if self.provider_session_id is not None:
             wire["providerSessionId"] = self.provider_session_id
         return wire
+
+    def add_usage(self, n: Normalized, cost_base: float) -> None:
+        """A ``cost`` report: tokens add up; a cumulative cost is the provider
+        session's total on top of ``cost_base`` (what earlier provider sessions
+        cost), never lower than what is already recorded (a failed resume reports
+        0); a per-turn cost adds."""
+        if n.cost_usd is not None:
+            if n.cost_cumulative:
+                self.cost_usd = round(max(self.cost_usd, cost_base + n.cost_usd), 10)
+            else:
+                self.cost_usd = round(self.cost_usd + n.cost_usd, 10)
+        self.input_tokens += n.input_tokens
+        self.output_tokens += n.output_tokens
+        self.cache_read_tokens += n.cache_read_tokens
+        self.cache_creation_tokens += n.cache_creation_tokens
 
     def cost_event(self) -> dict[str, Any]:
         """The ``agent.cost`` event's data."""

@@ -4,10 +4,9 @@ It owns the session's :class:`~corral.actors.record.SessionRecord` (model,
 cost, tokens, counts), its :class:`~corral.actors.state.Lifecycle` (status,
 turns waiting, a stop asked for), the seqId counter, the provider handle,
 the prompts held for a provider that takes none mid-turn, and the stall and
-cleanup timers. Provider output arrives already parsed (on the provider's
-reader thread); the actor assigns seqIds, converts to AgentMessages and hands
-one store write per step to the StoreActor, whose commit publishes the
-events. Upward reports go to the registry by ``tell`` only.
+cleanup timers. Provider output arrives parsed; the actor assigns seqIds,
+converts to AgentMessages and hands one store write per step to the
+StoreActor, whose commit publishes the events. It reports up by ``tell`` only.
 
 Stopping is urgent and must not wait behind queued provider output, so the
 registry calls :class:`~corral.actors.control.Control` directly and then tells
@@ -53,7 +52,7 @@ from corral.actors.ports import (
 )
 from corral.actors.record import SessionRecord
 from corral.actors.scheduler import Generation, Scheduler, Tick
-from corral.actors.session_write import dump_raw, step_ops
+from corral.actors.session_write import delta_event, dump_raw, step_ops
 from corral.actors.settings import Settings
 from corral.actors.stall import StallClock
 from corral.actors.state import Lifecycle, is_terminal
@@ -316,7 +315,9 @@ class SessionActor(pykka.ThreadingActor):
         cost_changed = False
         for n in items:
             kind = n.kind
-            if kind == "init":
+            if kind == "delta":
+                self._publish_delta(n)
+            elif kind == "init":
                 self._on_init(n)
             elif kind == "tool_call" and n.tool_id and n.tool_name:
                 if len(self.tool_names) >= MAX_TOOL_NAMES:
@@ -357,12 +358,17 @@ class SessionActor(pykka.ThreadingActor):
         if stall_cleared and not (status_changed or cost_changed):
             self._report(status_changed=False)
 
+    def _publish_delta(self, n: Normalized) -> None:
+        """A preview of a message still streaming: published at once, never stored
+        (the whole message follows through the store)."""
+        data = delta_event(self.session_id, self.seq, n)
+        self.deps.outbox.publish("agent.delta", data, self.project_id)
+
     def _on_init(self, n: Normalized) -> None:
         if n.model:
             self.rec.model = n.model
         if n.provider_session_id:
-            previous = self.rec.provider_session_id
-            if previous is not None and previous != n.provider_session_id:
+            if self.rec.provider_session_id not in (None, n.provider_session_id):
                 # A new provider-side conversation: its cumulative cost restarts.
                 self.cost_base = self.rec.cost_usd
             self.rec.provider_session_id = n.provider_session_id
@@ -399,17 +405,7 @@ class SessionActor(pykka.ThreadingActor):
         return True
 
     def _apply_cost(self, n: Normalized) -> None:
-        rec = self.rec
-        if n.cost_usd is not None:
-            if n.cost_cumulative:
-                # Never let a failed resume (which reports 0) wipe what was spent.
-                rec.cost_usd = round(max(rec.cost_usd, self.cost_base + n.cost_usd), 10)
-            else:
-                rec.cost_usd = round(rec.cost_usd + n.cost_usd, 10)
-        rec.input_tokens += n.input_tokens
-        rec.output_tokens += n.output_tokens
-        rec.cache_read_tokens += n.cache_read_tokens
-        rec.cache_creation_tokens += n.cache_creation_tokens
+        self.rec.add_usage(n, self.cost_base)
 
     def _maybe_retry_notice(self, n: Normalized) -> None:
         if n.status != "retrying" or not n.text:
@@ -571,9 +567,11 @@ class SessionActor(pykka.ThreadingActor):
         outbox = self.deps.outbox
         stop_result = {"sessionId": self.session_id, "status": rec.status}
 
-        def after(results: list[Any]) -> None:
+        def tell_registry() -> None:
             if report:
                 registry.tell(change)
+
+        def after(results: list[Any]) -> None:
             for reply_to in waiters:
                 outbox.reply(reply_to, result=stop_result)
             if then is not None:
@@ -586,7 +584,7 @@ class SessionActor(pykka.ThreadingActor):
                 on_error()
 
         self.deps.store.tell(
-            Write(ops, publish, then=after, on_error=failed, live_seq=(self.session_id, self.seq))
+            Write(ops, publish, after, tell_registry, failed, (self.session_id, self.seq))
         )
 
     @staticmethod

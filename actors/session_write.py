@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from corral.actors.normalized import Normalized
 from corral.actors.record import SessionRecord
 from corral.actors.store import AddMessages, AddRaw, Publication, SaveSession
 
@@ -53,3 +54,15 @@ def dump_raw(raw: dict[str, Any]) -> str:
         return orjson.dumps(raw, default=str).decode()[:RAW_MAX_CHARS]
     except TypeError:
         return repr(raw)[:RAW_MAX_CHARS]
+
+
+def delta_event(session_id: str, last_seq: int, n: Normalized) -> dict[str, Any]:
+    """The ``agent.delta`` data of a ``delta`` value (a preview, never stored)."""
+    offset = (n.raw or {}).get("offset", 0)
+    return {
+        "sessionId": session_id,
+        "role": "thinking" if n.status == "thinking" else "assistant",
+        "text": n.text,
+        "offset": offset if isinstance(offset, int) and offset >= 0 else 0,
+        "afterSeq": last_seq,
+    }

@@ -112,11 +112,18 @@ class Publication:
 
 @dataclass
 class Write:
-    """One unit of work: all of `ops` commit together, then `publish`, then `then`."""
+    """One unit of work: all of `ops` commit together, then `tell_first`, then
+    `publish`, then `then`.
+
+    ``tell_first`` is for telling other actors what was committed (the session
+    tells the registry): run before the events go out, so a client reacting to
+    an event always finds them told (its request queues behind that tell).
+    ``then`` runs after the events (answers to requests go out after them)."""
 
     ops: Sequence[Operation]
     publish: Sequence[Publication] = ()
     then: Callable[[list[Any]], None] | None = None
+    tell_first: Callable[[], None] | None = None
     on_error: Callable[[Exception], None] | None = None
     live_seq: tuple[str, int] | None = None  # (session_id, last seqId) once committed
 
@@ -352,13 +359,12 @@ class StoreActor(pykka.ThreadingActor):
         ):
             for session_id in [s for s in self._live if s in self._gone]:
                 del self._live[session_id]
-        # Callbacks first: they tell actors (the registry) what was committed, so that
-        # a client reacting to the event below always finds the registry up to date
-        # (its request queues behind that tell). Events still leave only after COMMIT.
-        if write.then is not None:
-            self._run(lambda: write.then(results) if write.then else None)
+        if write.tell_first is not None:
+            self._run(write.tell_first)
         for pub in write.publish:
             self._outbox.publish(pub.event, pub.data, pub.project_id)
+        if write.then is not None:
+            self._run(lambda: write.then(results) if write.then else None)
 
     def _fail(self, write: Write) -> None:
         if write.on_error is not None:

@@ -66,6 +66,24 @@ EVENTS: dict[str, dict] = {
             "outputTokens": _COUNT,
         }
     ),
+    "agent.delta": _data(
+        {
+            "sessionId": _STR,
+            "role": {"type": "string", "enum": ["assistant", "thinking"]},
+            "text": {"type": "string", "description": "characters added to the streaming message"},
+            "offset": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "characters of that message before these",
+            },
+            "afterSeq": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the session's last stored seqId: the whole message comes later "
+                "in agent.message with a larger seqId and replaces the preview",
+            },
+        }
+    ),
     "notification": NOTIFICATION,
     "health": HEALTH,
     "conflict": _data({"path": _STR, "sessionIds": {"type": "array", "items": _STR}}),

@@ -141,3 +141,31 @@ def test_the_tool_loop_reads_a_file_in_the_cwd(
     assert messages[-1]["content"] == "It says 42."
     tool_message = fake.chat_requests[-1]["body"]["messages"][-1]
     assert tool_message["role"] == "tool" and "the answer is 42" in tool_message["content"]
+
+
+def test_a_streaming_answer_is_previewed_by_agent_delta_then_stored_whole(
+    client: Client, subscriber: Subscriber, fake: FakeOllama, short_tmp: Path
+) -> None:
+    answer = "streaming " * 40
+    fake._queue = [ChatReply(content=answer, chunk_chars=8, delay=0.02)]
+    point_at(client, fake.url)
+    sid = start(client, "o7", "stream please", short_tmp)
+    deltas: list[dict[str, object]] = []
+    while True:
+        _topic, frame = subscriber.wait_for(
+            lambda _t, f: f["event"] in ("agent.delta", "agent.status")
+            and f["data"].get("sessionId") == sid,
+            20,
+        )
+        if frame["event"] == "agent.status" and frame["data"]["status"] in ("done", "error"):
+            break
+        if frame["event"] == "agent.delta":
+            deltas.append(frame["data"])
+    assert len(deltas) >= 2  # progress in batches while streaming
+    assert all(d["role"] == "assistant" for d in deltas)
+    offsets = [d["offset"] for d in deltas]
+    assert offsets == sorted(offsets) and offsets[0] == 0
+    assert answer.startswith("".join(str(d["text"]) for d in deltas))
+    stored = [m for m in all_messages(client, sid) if m["role"] == "assistant"]
+    assert [m["content"] for m in stored] == [answer]  # one message, stored whole
+    assert stored[0]["seqId"] > int(str(deltas[-1]["afterSeq"]))

@@ -84,11 +84,11 @@ def test_chunks_merge_into_one_thinking_and_one_text(fake: list[FakeOllama]) -> 
     assert [m["role"] for m in stored] == ["thinking", "assistant"]
 
     # progress came in batches while streaming, as pieces that add up
-    partials = [n for n in out.of("status") if n.status == "partial"]
+    partials = out.of("delta")
     assert len(partials) >= 3
     assert len(out.batches) >= 3
     for role, full in (("thinking", THINKING), ("assistant", CONTENT)):
-        pieces = [n for n in partials if n.raw and n.raw["role"] == role]
+        pieces = [n for n in partials if n.status == role and n.raw and n.raw["role"] == role]
         offsets = [n.raw["offset"] for n in pieces if n.raw]
         assert offsets == sorted(offsets) and offsets[0] == 0
         assert full.startswith("".join(n.text for n in pieces))

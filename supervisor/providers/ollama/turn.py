@@ -4,13 +4,13 @@
 ``chat`` request; the model's chunks become Normalized values for the session:
 
 * **Progress while streaming**: every ``progress_interval`` seconds (and only
-  when something new came) one batch of ``status`` values carries what was
-  added since the last batch: ``status="partial"``, ``text`` the new
-  characters, ``raw`` ``{"type": "ollama.partial", "role": "thinking" |
-  "assistant", "offset": characters before this piece, "response": n}``.
-  They are not displayed and not stored (the session only notes the activity,
-  which keeps a long answer from looking stalled); a daemon may publish them
-  as a preview.
+  when something new came) one batch of ``delta`` values carries what was
+  added since the last batch: ``status`` the role (``thinking`` |
+  ``assistant``), ``text`` the new characters, ``raw`` ``{"type":
+  "ollama.delta", "role": ..., "offset": characters before this piece,
+  "response": n}``. They are not stored: the session publishes them as
+  ``agent.delta`` events, a preview that keeps a long answer from looking
+  stalled.
 * **One message per response**: when the response ends, its whole thinking
   becomes ONE ``thinking`` value and its whole content ONE ``text`` value
   (each only when non-empty), followed by its tool calls (``tool_call``, with
@@ -513,18 +513,18 @@ class _Turn:
 
 
 def _partials(response: _Response, sent: dict[str, int], index: int) -> list[Normalized]:
-    """The new characters of each part since the last call, as ``status`` values."""
+    """The new characters of each part since the last call, as ``delta`` values."""
     items: list[Normalized] = []
     for role, text in (("thinking", response.thinking), ("assistant", response.content)):
         offset = sent[role]
         if len(text) > offset:
             items.append(
                 Normalized(
-                    "status",
-                    status="partial",
+                    "delta",
+                    status=role,
                     text=text[offset:],
                     raw={
-                        "type": "ollama.partial",
+                        "type": "ollama.delta",
                         "role": role,
                         "offset": offset,
                         "response": index,
