@@ -39,7 +39,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from corral.actors.normalized import DISPLAYED_KINDS, Normalized
+from corral.actors.normalized import DISPLAYED_KINDS, FILE_PATH_KEY, SHELL_TOOL, Normalized
 
 __all__ = [
     "BASH_TOOL",
@@ -57,8 +57,9 @@ MAX_RESULT_LINES = 500
 TOOL_PATH_COMMAND_CHARS = 80
 """A Bash command used as ``toolPath`` is cut to this many characters."""
 
-BASH_TOOL = "Bash"
-"""The tool whose ``command`` input is shown as the tool call's content."""
+BASH_TOOL = SHELL_TOOL
+"""The tool whose ``command`` input is shown as the tool call's content (the
+normalized shell tool, see :mod:`corral.actors.normalized`)."""
 
 _ROLES: dict[str, str] = {
     "init": "system",
@@ -154,7 +155,7 @@ def _fill_tool_call(msg: dict[str, Any], n: Normalized) -> None:
     if tool_input is None:
         return  # no toolInput/toolPath, empty content
     msg["toolInput"] = _dumps(tool_input, pretty=False)
-    file_path = _str_field(tool_input, "file_path")
+    file_path = _str_field(tool_input, FILE_PATH_KEY)
     command = _str_field(tool_input, "command") if n.tool_name == BASH_TOOL else None
     tool_path = file_path or _str_field(tool_input, "path")
     if tool_path is None and command is not None:

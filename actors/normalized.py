@@ -32,6 +32,14 @@ turn_end   the turn finished; ``is_error`` and ``text`` (error text),   no
 unknown    ``raw``: a line the parser does not understand               no
 ========== ============================================================ =========
 
+**The tool vocabulary.** Providers map their tools onto a few neutral names so
+that display, health and file-conflict detection need no provider knowledge: a
+shell command is a ``tool_call`` named :data:`SHELL_TOOL` with the command line
+under ``command``; a tool that writes or reads one file names it under
+:data:`FILE_PATH_KEY` (Claude Code's own tools already do; codex and ollama map
+theirs: ``commandExecution`` → ``Bash``, a file change → ``Write``/``Edit``/
+``Delete`` with ``file_path``).
+
 Every value may carry ``parent_id`` (a sub-agent's parent tool call) and
 ``raw`` (the decoded source line, for storage of unknown lines).
 """
@@ -56,6 +64,11 @@ Kind = Literal[
     "turn_end",
     "unknown",
 ]
+
+SHELL_TOOL = "Bash"
+"""The normalized name of a shell command tool call (its input has ``command``)."""
+FILE_PATH_KEY = "file_path"
+"""The normalized input key naming the one file a tool call reads or writes."""
 
 DISPLAYED_KINDS: frozenset[str] = frozenset(
     {"init", "text", "thinking", "tool_call", "tool_result", "error", "system"}
