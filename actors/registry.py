@@ -83,7 +83,6 @@ from corral.protocol.errors import (
 log = logging.getLogger("corral.registry")
 
 
-
 @dataclass
 class Entry:
     """A live session, as the registry sees it.
@@ -216,28 +215,26 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         entry = self.projects.get(project_id)
         if entry is not None and not entry.ref.is_alive():
             log.error("registry: session actor %s is dead", entry.session_id)
-            self._forget_dead(entry, "internal error: session actor stopped unexpectedly")
+            self.projects.pop(entry.project_id, None)
+            self._forget_dead(
+                entry, entry.project_id, "internal error: session actor stopped unexpectedly"
+            )
             return None
         return entry
 
-    def _forget_dead(self, entry: Entry, error: str) -> None:
-        self.projects.pop(entry.project_id, None)
+    def _forget_dead(self, entry: Entry | PendingStart, project_id: str, error: str) -> None:
+        """A session actor died: stop its provider, store it failed, tell everyone."""
         entry.control.stop_turn()
         entry.control.close()
         data = {"sessionId": entry.session_id, "status": "error", "error": error}
         self._store.tell(
             Write(
                 [FailSession(entry.session_id, error)],
-                [Publication("agent.status", data, entry.project_id)],
+                [Publication("agent.status", data, project_id)],
             )
         )
-        self._notify(
-            "error",
-            "agent_error",
-            f"{entry.project_id}: {error}",
-            entry.session_id,
-            entry.project_id,
-        )
+        self._notify("error", "agent_error", f"{project_id}: {error}", entry.session_id, project_id)
+        self._publish_health(project_id)
 
     def _retire(self, entry: Entry, reason: str = "cleanup") -> None:
         self.projects.pop(entry.project_id, None)
@@ -452,13 +449,17 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
     def _on_session_died(self, msg: SessionDied) -> None:
         entry = self.projects.get(msg.project_id)
         if entry is not None and entry.session_id == msg.session_id:
-            self._forget_dead(entry, msg.error)
+            self.projects.pop(entry.project_id, None)
+            self._forget_dead(entry, msg.project_id, msg.error)
             return
         pending = self.starting.get(msg.project_id)
         if pending is not None and pending.session_id == msg.session_id:
             del self.starting[msg.project_id]
+            error = InternalError(msg.error)
+            self.remembered.answered(pending.key, error=error)
             for reply_to in pending.waiters:
-                self._outbox.reply(reply_to, error=InternalError(msg.error))
+                self._outbox.reply(reply_to, error=error)
+            self._forget_dead(pending, msg.project_id, msg.error)
 
     # ------------------------------------------------------------ session.*
 
@@ -472,6 +473,8 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         return None
 
     def rpc_session_restore(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
+        if self.shutting_down:
+            raise ShuttingDown()
         project_id = params["projectId"]
         entry = self._current(project_id)
         if project_id in self.starting:
