@@ -256,6 +256,7 @@ def test_topics() -> None:
         "agent.message",
         "agent.status",
         "agent.cost",
+        "agent.delta",
         "notification",
         "health",
         "conflict",
@@ -268,6 +269,13 @@ def test_event_frames_and_data_examples() -> None:
         "agent.message": {"sessionId": "s", "messages": [msg]},
         "agent.status": {"sessionId": "s", "status": "error", "error": "boom"},
         "agent.cost": {"sessionId": "s", "costUsd": 0.5, "inputTokens": 1, "outputTokens": 2},
+        "agent.delta": {
+            "sessionId": "s",
+            "role": "assistant",
+            "text": "Hel",
+            "offset": 0,
+            "afterSeq": 2,
+        },
         "notification": {
             "id": "n",
             "variant": "warning",
