@@ -29,6 +29,8 @@ DEFAULTS: dict[str, str] = {
     "stall_timeout_ms": "900000",
     "cleanup_grace_ms": "60000",
     "max_live_sessions": "256",
+    "approval_timeout_ms": "0",
+    "desktop_notifications": "on",
 }
 
 
@@ -48,6 +50,11 @@ def _int_in(lo: int, hi: int | None) -> Callable[[str], None]:
 def _permission_mode(value: str) -> None:
     if value not in PERMISSION_MODES:
         raise ValueError(f"must be one of {', '.join(PERMISSION_MODES)}")
+
+
+def _on_off(value: str) -> None:
+    if value not in ("on", "off"):
+        raise ValueError("must be on or off")
 
 
 def _any_text(value: str) -> None:
@@ -105,6 +112,21 @@ def _provider_settings(value: str) -> None:
             raise ValueError(f"{name}.config.env: must map variable names to strings without NUL")
         if "bin" in config and not (_process_safe(config["bin"]) and config["bin"]):
             raise ValueError(f"{name}.config.bin: must be a non-empty path without NUL")
+        limits = config.get("contextLimits")
+        if limits is not None and (
+            not isinstance(limits, dict)
+            or not all(
+                isinstance(k, str)
+                and k.strip()
+                and isinstance(v, int)
+                and not isinstance(v, bool)
+                and v > 0
+                for k, v in limits.items()
+            )
+        ):
+            raise ValueError(
+                f"{name}.config.contextLimits: must map model names to token counts >= 1"
+            )
 
 
 VALIDATORS: dict[str, Callable[[str], None]] = {
@@ -117,6 +139,8 @@ VALIDATORS: dict[str, Callable[[str], None]] = {
     "stall_timeout_ms": _int_in(1000, None),
     "cleanup_grace_ms": _int_in(0, None),
     "max_live_sessions": _int_in(1, 10000),
+    "approval_timeout_ms": _int_in(0, None),
+    "desktop_notifications": _on_off,
 }
 
 
@@ -139,6 +163,7 @@ def validate(key: str, value: str) -> str:
             "stall_timeout_ms",
             "cleanup_grace_ms",
             "max_live_sessions",
+            "approval_timeout_ms",
         )
         else value
     )
@@ -173,6 +198,10 @@ class Settings:
     def provider_config(self, name: str) -> dict[str, Any]:
         config = self.provider(name).get("config", {})
         return config if isinstance(config, dict) else {}
+
+    def desktop_notifications(self) -> bool:
+        """Whether notifications also go to the desktop (setting ``desktop_notifications``)."""
+        return self.values.get("desktop_notifications", "on") != "off"
 
     def provider_enabled(self, name: str) -> bool:
         return self.provider(name).get("enabled", True) is not False

@@ -60,6 +60,8 @@ SETTINGS_KEYS: tuple[str, ...] = (
     "stall_timeout_ms",
     "cleanup_grace_ms",
     "max_live_sessions",
+    "approval_timeout_ms",
+    "desktop_notifications",
 )
 
 GENERIC_ERRORS: tuple[str, ...] = (

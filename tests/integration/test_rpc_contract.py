@@ -88,6 +88,8 @@ SETTINGS_DEFAULTS = {
     "stall_timeout_ms": "900000",
     "cleanup_grace_ms": "60000",
     "max_live_sessions": "256",
+    "approval_timeout_ms": "0",
+    "desktop_notifications": "on",
 }
 TERMINAL = ("done", "error")
 DEFAULT_RUN = 9  # messages of a default mock run: user, system, thinking, text, 2 x tool, text
@@ -524,6 +526,8 @@ def test_settings_every_key(daemon: DaemonProcess, client: Client, short_tmp: Pa
             ("stall_timeout_ms", "1000"),
             ("cleanup_grace_ms", "0"),
             ("max_live_sessions", "10000"),
+            ("approval_timeout_ms", "1000"),
+            ("desktop_notifications", "off"),
         ]
         invalid = {
             "permission_mode": ["yolo", ""],
@@ -535,6 +539,8 @@ def test_settings_every_key(daemon: DaemonProcess, client: Client, short_tmp: Pa
             "stall_timeout_ms": ["999", "-5"],
             "cleanup_grace_ms": ["-1", "1.5"],
             "max_live_sessions": ["0", "10001"],
+            "approval_timeout_ms": ["-1", "1.5"],
+            "desktop_notifications": ["yes", ""],
         }
         assert {k for k, _ in valid} == set(SETTINGS_DEFAULTS) == set(invalid)
         expected = dict(SETTINGS_DEFAULTS)

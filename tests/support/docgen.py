@@ -91,13 +91,22 @@ SETTINGS_MEANING: dict[str, str] = {
         "per provider: `enabled` (false: starts answer `provider_unavailable`), "
         "`defaultModel` (the model of a start without `model`), `config` (operator "
         "options; claude reads `bin`, its binary, and `env`, a string → string "
-        "environment added to its process)"
+        "environment added to its process; every provider reads `contextLimits`, model name "
+        "→ tokens, which overrides the table behind Health's `contextLimit`)"
     ),
     "session_retention_count": "stored sessions kept per project, newest first",
     "session_retention_days": "stored sessions not updated for this many days are deleted",
     "stall_timeout_ms": "a running session with no output for this long is reported stalled",
     "cleanup_grace_ms": "an ended session stays the project's current one this long",
     "max_live_sessions": "most live sessions; a start beyond it answers `overloaded`",
+    "approval_timeout_ms": (
+        "a pending approval not answered within this time is denied (`by: timeout`); "
+        "0: wait for a person for ever"
+    ),
+    "desktop_notifications": (
+        "`on`: notifications also go to the desktop's notification service (freedesktop, "
+        "on the session D-Bus) when there is one; `off`: never"
+    ),
 }
 """What each setting does (every key of :data:`actors.settings.DEFAULTS`)."""
 
@@ -107,6 +116,7 @@ SETTINGS_INT_RANGES: dict[str, tuple[int, int | None]] = {
     "stall_timeout_ms": (1000, None),
     "cleanup_grace_ms": (0, None),
     "max_live_sessions": (1, 10000),
+    "approval_timeout_ms": (0, None),
 }
 """Integer settings and their bounds, probed against the validators at generation."""
 
@@ -116,6 +126,7 @@ SETTINGS_ALLOWED_TEXT: dict[str, str] = {
     "provider_settings": (
         'JSON object: provider → `{"enabled"?: bool, "defaultModel"?: string, "config"?: object}`'
     ),
+    "desktop_notifications": "`on` or `off`",
 }
 """Allowed values of the settings that are neither integers nor permission modes."""
 

@@ -15,12 +15,20 @@ from typing import Any
 import pytest
 
 from corral.actors.normalized import Normalized
+from corral.protocol.errors import InvalidParams
+from corral.protocol.schema import validate as schema_validate
 from corral.supervisor.providers.claude.stream import (
     ClaudeStreamParser,
     encode_interrupt,
     encode_user_message,
 )
-from corral.supervisor.providers.mock.config import DEFAULTS, MockConfigError, validate_config
+from corral.supervisor.providers.mock.config import (
+    DEFAULTS,
+    MAX_TOOLS,
+    MockConfigError,
+    config_schema,
+    validate_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"delayMs": 0}
@@ -113,6 +121,17 @@ class Live:
             values = self.parser.feed_line(line)
             out.extend(values)
             if any(v.kind == kind for v in values):
+                return out
+
+    def read_json_until(self, kind: str, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Raw JSON lines up to and including the first of ``type`` ``kind``."""
+        deadline = time.monotonic() + timeout
+        out: list[dict[str, Any]] = []
+        while True:
+            line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            assert line is not None, f"stdout closed before {kind}"
+            out.append(json.loads(line))
+            if out[-1].get("type") == kind:
                 return out
 
     def quiet_for(self, seconds: float) -> bool:
@@ -361,6 +380,8 @@ def test_validate_config_defaults() -> None:
         "hang": False,
         "failAfter": None,
         "flood": 0,
+        "tools": None,
+        "usage": None,
     }
     assert validate_config({}) == expected
     assert validate_config(None) == expected
@@ -376,6 +397,8 @@ def test_validate_config_accepts_valid_values() -> None:
         "hang": True,
         "failAfter": 0,
         "flood": 10,
+        "tools": None,
+        "usage": None,
     }
     assert validate_config(config) == config
 
@@ -415,3 +438,334 @@ def test_validate_config_rejects_non_objects() -> None:
         with pytest.raises(MockConfigError) as info:
             validate_config(bad)
         assert info.value.field == "providerConfig"
+
+
+# -- scripted tool calls, usage and permission prompts --------------------------
+
+SCRIPTED = [
+    {"name": "Write", "input": {"file_path": "src/app.py", "content": "x = 1"}},
+    {"name": "Bash", "input": {"command": "echo x > notes.md"}, "output": "done", "isError": True},
+    {"name": "Edit", "input": {"file_path": "./src/../src/app.py"}, "output": "edited"},
+]
+
+
+def answer(request_id: str, response: dict[str, Any]) -> bytes:
+    line = {
+        "type": "control_response",
+        "response": {"subtype": "success", "request_id": request_id, "response": response},
+    }
+    return (json.dumps(line) + "\n").encode()
+
+
+def test_tools_make_exactly_these_calls() -> None:
+    config = {"delayMs": 0, "toolCalls": 5, "turns": 2, "tools": SCRIPTED}
+    rc, lines, err = run(["go"], config=config)
+    assert rc == 0, err
+    values = parse(lines)
+    step = ["thinking", "text"] + ["tool_call", "tool_result"] * 3
+    assert kinds(values) == ["init", *step, *step, "text", "cost", "turn_end"]
+    calls = [v for v in values if v.kind == "tool_call"]
+    results = [v for v in values if v.kind == "tool_result"]
+    assert [(c.tool_name, c.tool_input) for c in calls] == [
+        (e["name"], e["input"]) for e in SCRIPTED
+    ] * 2
+    assert [r.tool_id for r in results] == [c.tool_id for c in calls]
+    assert len({c.tool_id for c in calls}) == 6
+    assert [(r.text, r.is_error) for r in results[:3]] == [
+        ("ok", False),
+        ("done", True),
+        ("edited", False),
+    ]
+    assert "6 tool call(s)" in values[-3].text
+    objs = [json.loads(line) for line in lines]
+    assert not any(o["type"] == "control_request" for o in objs)  # no ask: nothing asked
+
+
+def test_empty_tools_list_means_no_calls() -> None:
+    rc, lines, _ = run(["go"], config={"delayMs": 0, "tools": []})
+    assert rc == 0
+    assert kinds(parse(lines)) == ["init", "thinking", "text", "text", "cost", "turn_end"]
+
+
+def test_usage_is_what_the_result_reports() -> None:
+    usage = {"input_tokens": 185_000, "cache_read_input_tokens": 7}
+    rc, lines, _ = run(["a", "b"], config={"delayMs": 0, "usage": usage})
+    assert rc == 0
+    results = [json.loads(line) for line in lines if json.loads(line)["type"] == "result"]
+    assert len(results) == 2
+    for result in results:
+        assert result["usage"]["input_tokens"] == 185_000
+        assert result["usage"]["cache_read_input_tokens"] == 7
+        assert result["usage"]["output_tokens"] > 0  # a missing key keeps its simulated value
+        assert result["modelUsage"]["mock-1"]["inputTokens"] == 185_000
+    costs = [v for v in parse(lines) if v.kind == "cost"]
+    assert [(c.input_tokens, c.cache_read_tokens) for c in costs] == [(185_000, 7)] * 2
+    assert costs[0].cache_creation_tokens == 100  # the first turn's simulated value
+
+
+def test_tool_hang_until_interrupt() -> None:
+    tools = [{"name": "Bash", "input": {"command": "sleep 1000"}, "hang": True}, SCRIPTED[0]]
+    with Live(config={"delayMs": 0, "tools": tools}) as agent:
+        agent.send(encode_user_message("hang in a tool"))
+        call = agent.read_until("tool_call")[-1]
+        assert call.tool_name == "Bash"
+        assert agent.quiet_for(0.3)
+        agent.send(encode_interrupt("r9"))
+        values = agent.read_until("turn_end")
+        assert kinds(values) == ["status", "tool_result", "system", "cost", "error", "turn_end"]
+        assert values[1].tool_id == call.tool_id and values[1].is_error
+
+
+def test_ask_allow_runs_the_call() -> None:
+    tools = [
+        {"name": "Bash", "input": {"command": "echo hi > out.txt"}, "ask": True, "output": "ran"}
+    ]
+    config = {"delayMs": 0, "tools": tools}
+    with Live("--permission-mode", "default", config=config) as agent:
+        agent.send(encode_user_message("ask me"))
+        lines = agent.read_json_until("control_request")
+        init = lines[0]
+        assert init["subtype"] == "init" and init["permissionMode"] == "default"
+        tool_use = lines[-2]["message"]["content"][0]
+        assert tool_use["type"] == "tool_use"
+        request = lines[-1]
+        assert set(request) == {"type", "request_id", "request"}
+        assert request["request"] == {
+            "subtype": "can_use_tool",
+            "tool_name": "Bash",
+            "input": {"command": "echo hi > out.txt"},
+            "permission_suggestions": [
+                {
+                    "type": "addRules",
+                    "rules": [{"toolName": "Bash", "ruleContent": "echo hi > out.txt"}],
+                    "behavior": "allow",
+                    "destination": "localSettings",
+                }
+            ],
+            "tool_use_id": tool_use["id"],
+        }
+        assert agent.quiet_for(0.3)  # it waits for the answer
+        agent.send(answer("someone-else", {"behavior": "deny", "message": "not this one"}))
+        assert agent.quiet_for(0.2)  # an answer to another request changes nothing
+        agent.send(answer(request["request_id"], {"behavior": "allow", "updatedInput": {}}))
+        rest = agent.read_json_until("result")
+        tool_result = rest[0]["message"]["content"][0]
+        assert tool_result["tool_use_id"] == tool_use["id"]
+        assert (tool_result["content"], tool_result["is_error"]) == ("ran", False)
+        assert rest[-1]["subtype"] == "success" and rest[-1]["permission_denials"] == []
+
+
+def test_ask_deny_gives_the_refusal() -> None:
+    tools = [
+        {"name": "Bash", "input": {"command": "rm -rf build/"}, "ask": True},
+        {"name": "Read", "input": {"file_path": "a.py"}},
+    ]
+    with Live("--permission-mode", "plan", config={"delayMs": 0, "tools": tools}) as agent:
+        agent.send(encode_user_message("clean up"))
+        request = agent.read_json_until("control_request")[-1]
+        agent.send(answer(request["request_id"], {"behavior": "deny", "message": "not today"}))
+        rest = agent.read_json_until("result")
+        tool_result = rest[0]["message"]["content"][0]
+        assert (tool_result["content"], tool_result["is_error"]) == ("not today", True)
+        assert rest[0]["tool_use_result"] == "Error: not today"
+        result = rest[-1]
+        assert result["subtype"] == "success" and result["is_error"] is False
+        assert result["permission_denials"] == [
+            {
+                "tool_name": "Bash",
+                "tool_use_id": request["request"]["tool_use_id"],
+                "tool_input": {"command": "rm -rf build/"},
+            }
+        ]
+        # the next call went on without asking
+        assert not any(o["type"] == "control_request" for o in rest)
+
+
+def test_ask_deny_with_interrupt_ends_the_turn() -> None:
+    tools = [{"name": "Bash", "input": {"command": "x"}, "ask": True}, SCRIPTED[0]]
+    with Live("--permission-mode", "default", config={"delayMs": 0, "tools": tools}) as agent:
+        agent.send(encode_user_message("go"))
+        request = agent.read_json_until("control_request")[-1]
+        agent.send(
+            answer(
+                request["request_id"], {"behavior": "deny", "message": "stop", "interrupt": True}
+            )
+        )
+        rest = agent.read_json_until("result")
+        assert rest[0]["message"]["content"][0]["content"] == "stop"
+        assert rest[-1]["subtype"] == "error_during_execution" and rest[-1]["is_error"] is True
+        assert not any(o.get("type") == "assistant" for o in rest)  # the Write never came
+
+
+def test_interrupt_while_asking() -> None:
+    tools = [{"name": "Bash", "input": {"command": "x"}, "ask": True}]
+    with Live("--permission-mode", "default", config={"delayMs": 0, "tools": tools}) as agent:
+        agent.send(encode_user_message("go"))
+        request = agent.read_json_until("control_request")[-1]
+        agent.send(encode_interrupt("r5"))
+        values = agent.read_until("turn_end")
+        assert kinds(values) == ["status", "tool_result", "system", "cost", "error", "turn_end"]
+        assert values[1].tool_id == request["request"]["tool_use_id"] and values[1].is_error
+        # a late answer to the dead request is ignored; the next prompt runs
+        agent.send(answer(request["request_id"], {"behavior": "allow"}))
+        agent.send(encode_user_message("again"))
+        assert agent.read_json_until("control_request")[-1]["request_id"] != request["request_id"]
+
+
+def test_stdin_eof_while_asking_ends_the_turn() -> None:
+    tools = [{"name": "Bash", "input": {"command": "x"}, "ask": True}]
+    with Live("--permission-mode", "default", config={"delayMs": 0, "tools": tools}) as agent:
+        agent.send(encode_user_message("go"))
+        agent.read_json_until("control_request")
+        assert agent.proc.stdin is not None
+        agent.proc.stdin.close()
+        rest = agent.read_json_until("result")
+        assert rest[-1]["subtype"] == "error_during_execution"
+        assert agent.proc.wait(timeout=TIMEOUT) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "name", "asks"),
+    [
+        ((), "Bash", False),
+        (("--permission-mode", "bypassPermissions"), "Bash", False),
+        (("--permission-mode", "acceptEdits"), "Edit", False),
+        (("--permission-mode", "acceptEdits"), "Bash", True),
+        (("--permission-mode", "default"), "Edit", True),
+    ],
+)
+def test_when_ask_asks(args: tuple[str, ...], name: str, asks: bool) -> None:
+    tools = [{"name": name, "input": {"file_path": "a.py", "command": "ls"}, "ask": True}]
+    with Live(*args, config={"delayMs": 0, "tools": tools}) as agent:
+        agent.send(encode_user_message("go"))
+        lines = agent.read_json_until("control_request" if asks else "result")
+        assert any(o["type"] == "control_request" for o in lines) is asks
+        if asks:
+            agent.send(answer(lines[-1]["request_id"], {"behavior": "allow"}))
+            assert agent.read_json_until("result")[-1]["subtype"] == "success"
+
+
+def test_remembered_answers_are_not_asked_again() -> None:
+    tools = [
+        {"name": "Bash", "input": {"command": "make test"}, "ask": True},
+        {"name": "Edit", "input": {"file_path": "a.py"}, "ask": True},
+    ]
+    with Live("--permission-mode", "default", config={"delayMs": 0, "tools": tools}) as agent:
+        agent.send(encode_user_message("first"))
+        bash = agent.read_json_until("control_request")[-1]
+        suggestions = bash["request"]["permission_suggestions"]
+        agent.send(
+            answer(bash["request_id"], {"behavior": "allow", "updatedPermissions": suggestions})
+        )
+        edit = agent.read_json_until("control_request")[-1]
+        assert edit["request"]["permission_suggestions"] == [
+            {"type": "setMode", "mode": "acceptEdits", "destination": "session"}
+        ]
+        agent.send(
+            answer(
+                edit["request_id"],
+                {
+                    "behavior": "allow",
+                    "updatedPermissions": edit["request"]["permission_suggestions"],
+                },
+            )
+        )
+        agent.read_json_until("result")
+        agent.send(encode_user_message("second"))
+        lines = agent.read_json_until("result")
+        assert not any(o["type"] == "control_request" for o in lines)
+        assert lines[0]["permissionMode"] == "acceptEdits"
+
+
+# -- validation of the new keys --------------------------------------------------
+
+
+def test_validate_tools_and_usage() -> None:
+    config = {
+        "tools": [
+            {"name": "Bash", "input": {"command": "ls"}},
+            {
+                "name": "Edit",
+                "input": {},
+                "output": "",
+                "isError": False,
+                "hang": False,
+                "ask": True,
+            },
+        ],
+        "usage": {"input_tokens": 0, "output_tokens": 5},
+    }
+    checked = validate_config(config)
+    assert checked["tools"] == config["tools"] and checked["usage"] == config["usage"]
+    assert validate_config({"tools": None, "usage": None})["tools"] is None
+
+
+BAD_NEW_KEYS: list[tuple[dict[str, Any], str]] = [
+    ({"tools": {}}, "tools"),
+    ({"tools": "Bash"}, "tools"),
+    ({"tools": [None]}, "tools.0"),
+    ({"tools": [{"name": "Bash"}]}, "tools.0.input"),
+    ({"tools": [{"input": {}}]}, "tools.0.name"),
+    ({"tools": [{"name": "", "input": {}}]}, "tools.0.name"),
+    ({"tools": [{"name": 3, "input": {}}]}, "tools.0.name"),
+    ({"tools": [{"name": "x" * 201, "input": {}}]}, "tools.0.name"),
+    ({"tools": [{"name": "Bash", "input": []}]}, "tools.0.input"),
+    ({"tools": [{"name": "Bash", "input": {}, "output": 1}]}, "tools.0.output"),
+    ({"tools": [{"name": "Bash", "input": {}, "output": "x" * 1_048_577}]}, "tools.0.output"),
+    ({"tools": [{"name": "Bash", "input": {}, "hang": 1}]}, "tools.0.hang"),
+    ({"tools": [{"name": "Bash", "input": {}, "ask": "yes"}]}, "tools.0.ask"),
+    ({"tools": [{"name": "Bash", "input": {}, "isError": None}]}, "tools.0.isError"),
+    ({"tools": [{"name": "Bash", "input": {}, "bogus": 1}]}, "tools.0.bogus"),
+    ({"tools": [{"name": "A", "input": {}}, {"name": "B", "input": {}, "x": 1}]}, "tools.1.x"),
+    ({"tools": [{"name": "A", "input": {}}] * (MAX_TOOLS + 1)}, "tools"),
+    ({"usage": []}, "usage"),
+    ({"usage": {"input_tokens": -1}}, "usage.input_tokens"),
+    ({"usage": {"input_tokens": True}}, "usage.input_tokens"),
+    ({"usage": {"input_tokens": 1.5}}, "usage.input_tokens"),
+    ({"usage": {"input_tokens": 10**9 + 1}}, "usage.input_tokens"),
+    ({"usage": {"total_tokens": 1}}, "usage.total_tokens"),
+]
+
+
+@pytest.mark.parametrize(("config", "field"), BAD_NEW_KEYS)
+def test_validate_rejects_bad_tools_and_usage(config: dict[str, Any], field: str) -> None:
+    with pytest.raises(MockConfigError) as info:
+        validate_config(config)
+    assert info.value.field == field
+
+
+GOOD_CONFIGS: list[dict[str, Any]] = [
+    {},
+    {"turns": 2, "hang": True, "failAfter": None},
+    {"tools": [{"name": "Bash", "input": {"command": "ls"}, "ask": True, "output": "é"}]},
+    {"tools": [], "usage": {"cache_creation_input_tokens": 1}},
+    {"tools": None, "usage": None},
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [(c, None) for c in GOOD_CONFIGS]
+    + BAD_NEW_KEYS
+    + [({"turns": 0}, "turns"), ({"hang": 1}, "hang"), ({"bogus": 1}, "bogus")],
+)
+def test_schema_and_program_agree(config: dict[str, Any], field: str | None) -> None:
+    """The documented JSON Schema accepts and refuses exactly what the program does."""
+    schema = config_schema()
+    if field is None:
+        validate_config(config)
+        schema_validate(schema, config)
+        return
+    with pytest.raises(MockConfigError) as mine:
+        validate_config(config)
+    with pytest.raises(InvalidParams) as theirs:
+        schema_validate(schema, config)
+    assert mine.value.field == field == theirs.value.field
+
+
+def test_schema_describes_every_key() -> None:
+    properties = config_schema()["properties"]
+    assert set(properties) == set(DEFAULTS)
+    assert all(p["description"] for p in properties.values())
+    assert properties["tools"]["type"] == ["array", "null"]
+    assert properties["usage"]["type"] == ["object", "null"]

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from corral.supervisor.providers.mock.agent import DEFAULT_MODEL, SESSION_ID_RE, MockAgent
 from corral.supervisor.providers.mock.config import validate_config
+from corral.supervisor.providers.mock.permissions import PERMISSION_MODES
 
 # ---------------------------------------------------------------------------
 # stdin
@@ -59,6 +60,10 @@ def _stdin_reader(events: queue.Queue[tuple[Any, ...]]) -> None:
                 events.put(("interrupt", request_id))
             else:
                 events.put(("control", request_id, str(subtype)))
+        elif kind == "control_response":
+            response = obj.get("response")
+            if isinstance(response, dict) and isinstance(response.get("request_id"), str):
+                events.put(("control_response", response["request_id"], response))
 
 
 def _content_text(content: object) -> str:
@@ -134,6 +139,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", default=None, help="directory for <session_id>.json")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--cwd", default=None)
+    parser.add_argument(
+        "--permission-mode",
+        choices=PERMISSION_MODES,
+        default=None,
+        help="as Claude Code's; calls with ask: true ask only in default, plan and acceptEdits",
+    )
     return parser.parse_args(argv)
 
 
@@ -162,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         session_id = str(uuid.uuid4())
 
     cwd = args.cwd or (state or {}).get("cwd") or os.getcwd()
-    agent = MockAgent(config, session_id, args.model, str(cwd), args.state_dir, state)
+    agent = MockAgent(
+        config, session_id, args.model, str(cwd), args.state_dir, state, args.permission_mode
+    )
 
     signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
     signal.signal(signal.SIGINT, agent.on_sigint)

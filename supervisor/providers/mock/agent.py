@@ -5,6 +5,7 @@ Owns the ``mock`` provider's behaviour (its ``providerConfig`` is checked by
 
     python -m corral.supervisor.providers.mock [--session-id ID | --resume ID]
         [--config JSON] [--state-dir DIR] [--model NAME] [--cwd DIR]
+        [--permission-mode MODE]
 
 It behaves like ``claude -p --input-format stream-json --output-format
 stream-json --verbose``: it reads stream-json ``user`` lines on stdin and
@@ -21,6 +22,12 @@ message id starts at every prompt and after every tool result, as with the
 real CLI (one API request per message). ``flood`` extra texts come right after
 the first init of the process. Texts are deterministic for a given prompt,
 config and conversation turn number, and exactly ``textBytes`` bytes long.
+
+``tools`` replaces each step's generated calls with the listed ones (``hang``:
+nothing after the tool_use until a stop); ``ask`` first prints a Claude Code
+``can_use_tool`` control request and waits for its ``control_response`` (see
+:mod:`.permissions`; stdin EOF ends the turn as interrupted). ``usage``
+replaces keys of the token usage each result reports.
 
 stdin ``control_request`` ``interrupt`` (or SIGINT) ends the running turn like
 the real CLI: ``control_response`` (interrupt only), a rejected tool result if
@@ -49,6 +56,7 @@ from collections import deque
 from typing import Any
 
 from corral.supervisor.providers.mock import script
+from corral.supervisor.providers.mock.permissions import Permissions
 
 __all__ = ["DEFAULT_MODEL", "SESSION_ID_RE", "MockAgent"]
 
@@ -107,8 +115,10 @@ class MockAgent:
         cwd: str,
         state_dir: str | None,
         state: dict[str, Any] | None,
+        permission_mode: str | None = None,
     ) -> None:
         self.config = config
+        self.permissions = Permissions(permission_mode)
         self.session_id = session_id
         self.model = model
         self.cwd = cwd
@@ -142,6 +152,7 @@ class MockAgent:
         self._pending_tool: str | None = None
         self._turn_output_bytes = 0
         self._turn_requests = 0
+        self._denials: list[dict[str, Any]] = []
 
     # -- output -------------------------------------------------------------
 
@@ -203,26 +214,8 @@ class MockAgent:
         self._assistant({"type": "text", "text": text})
 
     def _init(self) -> None:
-        self.emit(
-            {
-                "type": "system",
-                "subtype": "init",
-                "cwd": self.cwd,
-                "session_id": self.session_id,
-                "tools": TOOLS,
-                "mcp_servers": [],
-                "model": self.model,
-                "permissionMode": "default",
-                "slash_commands": [],
-                "apiKeySource": "none",
-                "claude_code_version": VERSION,
-                "output_style": "default",
-                "agents": [],
-                "skills": [],
-                "plugins": [],
-                "uuid": str(uuid.uuid4()),
-            }
-        )
+        mode = self.permissions.mode or "default"
+        self.emit(script.init_line(self.session_id, self.model, self.cwd, mode, TOOLS, VERSION))
 
     def _control_response(self, request_id: str, error: str | None = None) -> None:
         if error is None:
@@ -234,31 +227,6 @@ class MockAgent:
         else:
             response = {"subtype": "error", "request_id": request_id, "error": error}
         self.emit({"type": "control_response", "response": response})
-
-    @staticmethod
-    def _usage(input_tokens: int, output_tokens: int, read: int, created: int) -> dict[str, Any]:
-        return {
-            "input_tokens": input_tokens,
-            "cache_creation_input_tokens": created,
-            "cache_read_input_tokens": read,
-            "output_tokens": output_tokens,
-            "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
-            "service_tier": "standard",
-        }
-
-    def _model_usage(self, usage: dict[str, Any], cost: float) -> dict[str, Any]:
-        return {
-            self.model: {
-                "inputTokens": usage["input_tokens"],
-                "outputTokens": usage["output_tokens"],
-                "cacheReadInputTokens": usage["cache_read_input_tokens"],
-                "cacheCreationInputTokens": usage["cache_creation_input_tokens"],
-                "webSearchRequests": 0,
-                "costUSD": cost,
-                "contextWindow": 200000,
-                "maxOutputTokens": 32000,
-            }
-        }
 
     # -- events -------------------------------------------------------------
 
@@ -279,6 +247,7 @@ class MockAgent:
                 raise _Interrupted(by_signal=False)
         elif kind == "control":
             self._control_response(event[1], f"unsupported control request: {event[2]}")
+        # a control_response nobody waits for (any more) is ignored
 
     def pause(self, seconds: float | None) -> None:
         """Wait ``seconds`` (None: forever) while serving stdin events and signals."""
@@ -336,6 +305,7 @@ class MockAgent:
         self._pending_tool = None
         self._turn_output_bytes = 0
         self._turn_requests = 1
+        self._denials = []
         self._init()
         try:
             final = self._turn(prompt, conv_turn)
@@ -350,6 +320,7 @@ class MockAgent:
         cfg = self.config
         size = cfg["textBytes"]
         snippet = script.snippet(prompt)
+        calls = len(cfg["tools"]) if cfg["tools"] is not None else cfg["toolCalls"]
         if not self.flooded:
             self.flooded = True
             for i in range(1, cfg["flood"] + 1):
@@ -368,7 +339,7 @@ class MockAgent:
                     "type": "thinking",
                     "thinking": (
                         f"Conversation turn {conv_turn}, step {step}/{cfg['turns']}: the user"
-                        f' asked "{snippet}". I will use {cfg["toolCalls"]} tool call(s).'
+                        f' asked "{snippet}". I will use {calls} tool call(s).'
                     ),
                     "signature": "mock-signature",
                 }
@@ -381,6 +352,10 @@ class MockAgent:
                     size,
                 )
             )
+            if cfg["tools"] is not None:
+                for entry in cfg["tools"]:
+                    self._scripted_call(entry)
+                continue
             for _ in range(cfg["toolCalls"]):
                 name, tool_input, result, extra = script.tool_call(tool_index, prompt, self.cwd)
                 tool_index += 1
@@ -408,12 +383,74 @@ class MockAgent:
         self._step()
         final = script.sized(
             f'[mock turn {conv_turn}] Done with "{snippet}" after {cfg["turns"]} step(s)'
-            f" and {cfg['turns'] * cfg['toolCalls']} tool call(s); this conversation has"
+            f" and {cfg['turns'] * calls} tool call(s); this conversation has"
             f" {conv_turn} prompt(s).",
             size,
         )
         self._text(final)
         return final
+
+    # -- scripted tool calls (``tools``) and permission prompts ---------------
+
+    def _scripted_call(self, entry: dict[str, Any]) -> None:
+        name, tool_input = entry["name"], entry["input"]
+        tool_id = _new_id("toolu_mock_")
+        self._step()
+        self._assistant({"type": "tool_use", "id": tool_id, "name": name, "input": tool_input})
+        self._pending_tool = tool_id
+        refusal: str | None = None
+        interrupt = False
+        if entry.get("ask") and self.permissions.may_ask(name, tool_input):
+            refusal, interrupt = self._ask(tool_id, name, tool_input)
+        if refusal is None and entry.get("hang"):
+            self.pause(None)
+        self._step()
+        self._pending_tool = None
+        if refusal is not None:
+            self._denials.append(
+                {"tool_name": name, "tool_use_id": tool_id, "tool_input": tool_input}
+            )
+            text, is_error = refusal, True
+        else:
+            text, is_error = entry.get("output", "ok"), entry.get("isError", False)
+        self._user(
+            [
+                {
+                    "tool_use_id": tool_id,
+                    "type": "tool_result",
+                    "content": text,
+                    "is_error": is_error,
+                }
+            ],
+            tool_use_result=f"Error: {text}" if is_error else text,
+        )
+        self._message_id = _new_id("msg_mock_")
+        self._turn_requests += 1
+        if interrupt:
+            raise _Interrupted(by_signal=False)
+
+    def _ask(self, tool_id: str, name: str, tool_input: dict[str, Any]) -> tuple[str | None, bool]:
+        """Ask for permission; (None, False) when allowed, else (refusal, interrupt)."""
+        request_id = str(uuid.uuid4())
+        self.emit(self.permissions.request(request_id, tool_id, name, tool_input))
+        return self.permissions.decide(self._await_response(request_id), name)
+
+    def _await_response(self, request_id: str) -> dict[str, Any]:
+        """Wait for the control_response to ``request_id``, serving other events."""
+        while True:
+            if self.sigint:
+                self.sigint = False
+                raise _Interrupted(by_signal=True)
+            if self.eof:
+                raise _Interrupted(by_signal=False)
+            try:
+                event = self.events.get(timeout=_SLICE)
+            except queue.Empty:
+                continue
+            if event[0] == "control_response" and event[1] == request_id:
+                response: dict[str, Any] = event[2]
+                return response
+            self._handle(event, in_turn=True)
 
     def _turn_cost(self) -> float:
         return round(
@@ -426,13 +463,13 @@ class MockAgent:
         self.total_cost = round(self.total_cost + cost, 8)
         requests = self._turn_requests
         prompt_tokens = math.ceil(len(prompt.encode("utf-8")) / 4)
-        usage = self._usage(
+        usage = script.usage(
             input_tokens=100 * requests + prompt_tokens,
-            output_tokens=math.ceil(self._turn_output_bytes / 4)
-            + 20 * self.config["turns"] * self.config["toolCalls"],
+            output_tokens=math.ceil(self._turn_output_bytes / 4) + 20 * (requests - 1),
             read=100 * (requests - 1) + (100 if conv_turn > 1 else 0),
             created=100 if conv_turn == 1 else 0,
         )
+        usage.update(self.config["usage"] or {})
         duration = int((time.monotonic() - started) * 1000)
         self.emit(
             {
@@ -441,8 +478,8 @@ class MockAgent:
                 "session_id": self.session_id,
                 "total_cost_usd": self.total_cost,
                 "usage": usage,
-                "modelUsage": self._model_usage(usage, cost),
-                "permission_denials": [],
+                "modelUsage": script.model_usage(self.model, usage, cost),
+                "permission_denials": self._denials,
                 "terminal_reason": "completed",
                 "is_error": False,
                 "num_turns": requests,
@@ -480,7 +517,7 @@ class MockAgent:
             terminal, stop = "aborted_streaming", "null"
         cost = round(COST_PER_OUTPUT_BYTE * self._turn_output_bytes, 8)
         self.total_cost = round(self.total_cost + cost, 8)
-        usage = self._usage(0, 0, 0, 0)
+        usage = script.usage(0, 0, 0, 0)
         duration = int((time.monotonic() - started) * 1000)
         self.emit(
             {
@@ -489,7 +526,7 @@ class MockAgent:
                 "session_id": self.session_id,
                 "total_cost_usd": self.total_cost,
                 "usage": usage,
-                "modelUsage": self._model_usage(usage, cost),
+                "modelUsage": script.model_usage(self.model, usage, cost),
                 "permission_denials": [],
                 "terminal_reason": terminal,
                 "is_error": True,

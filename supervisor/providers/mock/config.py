@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DEFAULTS", "INT_RANGES", "MockConfigError", "validate_config"]
+__all__ = [
+    "DEFAULTS",
+    "INT_RANGES",
+    "SHAPES",
+    "MockConfigError",
+    "config_schema",
+    "validate_config",
+]
 
 DEFAULTS: dict[str, Any] = {
     "turns": 1,
@@ -18,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "hang": False,
     "failAfter": None,
     "flood": 0,
+    "tools": None,
+    "usage": None,
 }
 """The ``providerConfig`` of a mock session when a key is absent."""
 
@@ -30,6 +39,49 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "failAfter": (0, 1_000_000_000),
     "flood": (0, 1_000_000),
 }
+
+MAX_TOOLS = 100
+"""Most entries of ``tools``."""
+MAX_TOOL_NAME_CHARS = 200
+MAX_OUTPUT_BYTES = 1_048_576
+"""Largest ``output`` of a ``tools`` entry, in UTF-8 bytes."""
+MAX_TOKENS = 1_000_000_000
+"""Largest count of a ``usage`` key."""
+
+TOOL_BOOLEANS = ("isError", "hang", "ask")
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "tools": {
+        "type": ["array", "null"],
+        "maxItems": MAX_TOOLS,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "input"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": MAX_TOOL_NAME_CHARS},
+                "input": {"type": "object"},
+                "output": {"type": "string", "maxBytes": MAX_OUTPUT_BYTES},
+                **{key: {"type": "boolean"} for key in TOOL_BOOLEANS},
+            },
+        },
+    },
+    "usage": {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "properties": {
+            key: {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS} for key in USAGE_KEYS
+        },
+    },
+}
+"""JSON Schema of the keys that are neither integers nor booleans (with ``default`` and
+``description`` added by :func:`config_schema`); :func:`validate_config` checks the same."""
 
 
 class MockConfigError(ValueError):
@@ -63,8 +115,14 @@ def validate_config(config: object) -> dict[str, Any]:
                 raise MockConfigError(key, "must be a boolean")
             out[key] = value
             continue
-        if key == "failAfter" and value is None:
+        if (key == "failAfter" or key in SHAPES) and value is None:
             out[key] = None
+            continue
+        if key == "tools":
+            out[key] = _tools(value)
+            continue
+        if key == "usage":
+            out[key] = _usage(value)
             continue
         low, high = INT_RANGES[key]
         if isinstance(value, bool) or not isinstance(value, int):
@@ -73,6 +131,59 @@ def validate_config(config: object) -> dict[str, Any]:
             raise MockConfigError(key, f"must be between {low} and {high}")
         out[key] = value
     return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tools(value: object) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise MockConfigError("tools", "must be a list")
+    if len(value) > MAX_TOOLS:
+        raise MockConfigError("tools", f"must have at most {MAX_TOOLS} entries")
+    entries = []
+    for index, entry in enumerate(value):
+        where = f"tools.{index}"
+        if not isinstance(entry, dict):
+            raise MockConfigError(where, "must be an object")
+        for key, item in entry.items():
+            field = f"{where}.{key}"
+            if key == "name":
+                if not isinstance(item, str) or not 1 <= len(item) <= MAX_TOOL_NAME_CHARS:
+                    raise MockConfigError(
+                        field, f"must be a string of 1 to {MAX_TOOL_NAME_CHARS} characters"
+                    )
+            elif key == "input":
+                if not isinstance(item, dict):
+                    raise MockConfigError(field, "must be an object")
+            elif key == "output":
+                if not isinstance(item, str) or len(item.encode("utf-8")) > MAX_OUTPUT_BYTES:
+                    raise MockConfigError(
+                        field, f"must be a string of at most {MAX_OUTPUT_BYTES} bytes"
+                    )
+            elif key in TOOL_BOOLEANS:
+                if not isinstance(item, bool):
+                    raise MockConfigError(field, "must be a boolean")
+            else:
+                raise MockConfigError(field, "unknown key")
+        for key in ("name", "input"):
+            if key not in entry:
+                raise MockConfigError(f"{where}.{key}", "required field is missing")
+        entries.append(dict(entry))
+    return entries
+
+
+def _usage(value: object) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise MockConfigError("usage", "must be an object")
+    for key, item in value.items():
+        field = f"usage.{key}"
+        if key not in USAGE_KEYS:
+            raise MockConfigError(field, "unknown key")
+        if not _is_int(item) or not 0 <= item <= MAX_TOKENS:
+            raise MockConfigError(field, f"must be an integer between 0 and {MAX_TOKENS}")
+    return dict(value)
 
 
 EFFECTS: dict[str, str] = {
@@ -85,16 +196,33 @@ EFFECTS: dict[str, str] = {
         "exit with code 1 after this many output lines (the session ends in `error`); null: never"
     ),
     "flood": "first print this many assistant texts as fast as possible",
+    "tools": (
+        "each turn makes exactly these tool calls, in order, instead of the generated ones "
+        "(`toolCalls` is then ignored): entries "
+        '`{"name", "input": {}, "output"?: "ok", "isError"?, "hang"?, "ask"?}`; `hang`: '
+        "print the tool_use, then nothing until stopped; `ask`: first ask for permission with "
+        "a Claude Code `can_use_tool` control request when the permission mode can ask "
+        "(a deny makes the refusal its result). Nothing is executed"
+    ),
+    "usage": (
+        "the token usage each turn's result reports: `input_tokens`, `output_tokens`, "
+        "`cache_read_input_tokens`, `cache_creation_input_tokens` (missing keys keep "
+        "their simulated values)"
+    ),
 }
 """What each key does (documentation; every key of DEFAULTS has words here)."""
 
 
 def config_schema() -> dict[str, Any]:
-    """The JSON Schema of the mock's ``providerConfig``, made from DEFAULTS and
-    INT_RANGES (so the program's checks and the documented schema cannot drift)."""
+    """The JSON Schema of the mock's ``providerConfig``, made from DEFAULTS,
+    INT_RANGES and SHAPES (so the program's checks and the documented schema
+    cannot drift)."""
     properties: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
         words = EFFECTS.get(key, "")
+        if key in SHAPES:
+            properties[key] = {**SHAPES[key], "default": default, "description": words}
+            continue
         if isinstance(default, bool):
             properties[key] = {"type": "boolean", "default": default, "description": words}
             continue

@@ -1,4 +1,4 @@
-"""The mock agent's deterministic content: texts and simulated tool calls.
+"""The mock agent's deterministic content: texts, simulated tool calls, usage blocks.
 
 Only the standard library is imported, to keep the mock's start-up fast.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from typing import Any
 
 _FILLER = (
@@ -95,3 +96,55 @@ def tool_call(index: int, prompt: str, cwd: str) -> tuple[str, dict[str, Any], s
     text = "\n".join(os.path.join(cwd, f) for f in files)
     extra = {"filenames": files, "numFiles": len(files), "truncated": False}
     return "Glob", {"pattern": "**/*.py", "path": cwd}, text, extra
+
+
+def usage(input_tokens: int, output_tokens: int, read: int, created: int) -> dict[str, Any]:
+    """A result line's ``usage`` block."""
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": created,
+        "cache_read_input_tokens": read,
+        "output_tokens": output_tokens,
+        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+        "service_tier": "standard",
+    }
+
+
+def model_usage(model: str, usage: dict[str, Any], cost: float) -> dict[str, Any]:
+    """A result line's ``modelUsage`` block."""
+    return {
+        model: {
+            "inputTokens": usage["input_tokens"],
+            "outputTokens": usage["output_tokens"],
+            "cacheReadInputTokens": usage["cache_read_input_tokens"],
+            "cacheCreationInputTokens": usage["cache_creation_input_tokens"],
+            "webSearchRequests": 0,
+            "costUSD": cost,
+            "contextWindow": 200000,
+            "maxOutputTokens": 32000,
+        }
+    }
+
+
+def init_line(
+    session_id: str, model: str, cwd: str, mode: str, tools: list[str], version: str
+) -> dict[str, Any]:
+    """The ``system/init`` line that opens every prompt's answer."""
+    return {
+        "type": "system",
+        "subtype": "init",
+        "cwd": cwd,
+        "session_id": session_id,
+        "tools": tools,
+        "mcp_servers": [],
+        "model": model,
+        "permissionMode": mode,
+        "slash_commands": [],
+        "apiKeySource": "none",
+        "claude_code_version": version,
+        "output_style": "default",
+        "agents": [],
+        "skills": [],
+        "plugins": [],
+        "uuid": str(uuid.uuid4()),
+    }
