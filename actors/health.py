@@ -242,6 +242,20 @@ class HealthState:
     context_tokens: int = 0
     context_window: int | None = None
 
+    def snapshot(self) -> HealthState:
+        """A copy another actor may keep (the containers are copied)."""
+        return HealthState(
+            tools_started=self.tools_started,
+            tools_finished=self.tools_finished,
+            in_flight=dict(self.in_flight),
+            last_activity=self.last_activity,
+            stalled=self.stalled,
+            approvals=dict(self.approvals),
+            snapshots=deque(self.snapshots, maxlen=MAX_SNAPSHOTS),
+            context_tokens=self.context_tokens,
+            context_window=self.context_window,
+        )
+
     # -- events -------------------------------------------------------------
 
     def activity(self, now_ms: int) -> None:

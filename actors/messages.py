@@ -97,7 +97,8 @@ class StartFailed:
 
 @dataclass(frozen=True)
 class SessionChanged:
-    """Committed summary of a session after a status, cost or stall change."""
+    """A session's committed state after a step (``summary`` is its Session
+    object), with a snapshot of what its Health is derived from."""
 
     session_id: str
     project_id: str
@@ -106,6 +107,19 @@ class SessionChanged:
     summary: dict[str, Any]
     status_changed: bool
     epoch: int
+    health: Any = None  # corral.actors.health.HealthState (a copy)
+    error_info: str | None = None  # the provider's error code, if it gave one
+    stopped: bool = False  # the turn ended because a client stopped it
+
+
+@dataclass(frozen=True)
+class FilesWritten:
+    """A live session's tool call wrote these canonical paths."""
+
+    session_id: str
+    project_id: str
+    paths: list[str]
+    ts: int
 
 
 @dataclass(frozen=True)

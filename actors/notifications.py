@@ -9,8 +9,10 @@ event that announces stored state).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import apsw
@@ -22,10 +24,19 @@ from corral.actors.store import Publication, SaveNotification, Write
 RING = 100
 """How many notifications are kept (and answered by ``notifications.list``)."""
 
+log = logging.getLogger("corral.notifications")
+
 
 class Notifications:
-    def __init__(self, store: pykka.ActorRef[Any], capacity: int = RING) -> None:
+    def __init__(
+        self,
+        store: pykka.ActorRef[Any],
+        capacity: int = RING,
+        sink: Callable[[dict[str, Any]], object] | None = None,
+    ) -> None:
+        """``sink`` also receives every notification (the desktop); it must not block."""
         self._store = store
+        self._sink = sink
         self._capacity = capacity
         self._ring: deque[dict[str, Any]] = deque(maxlen=capacity)
 
@@ -40,6 +51,7 @@ class Notifications:
         message: str,
         session_id: str | None,
         project_id: str | None,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         note: dict[str, Any] = {
             "id": uuid.uuid4().hex,
@@ -52,10 +64,17 @@ class Notifications:
             note["sessionId"] = session_id
         if project_id is not None:
             note["projectId"] = project_id
+        if extra:
+            note.update(extra)
         self._ring.append(note)
         self._store.tell(
             Write([SaveNotification(note)], [Publication("notification", note, project_id)])
         )
+        if self._sink is not None:
+            try:
+                self._sink(note)
+            except Exception:
+                log.exception("notifications: the desktop sink failed")
         return note
 
     def newest(self, limit: int) -> list[dict[str, Any]]:

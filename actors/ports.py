@@ -53,6 +53,17 @@ class Capabilities:
     over when the turn ends, never killing the running turn."""
 
 
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """A person's answer to a provider's permission prompt (``agent.approve``)."""
+
+    allow: bool
+    message: str | None = None  # told to the agent on deny
+    updated_input: dict[str, Any] | None = None  # allow only: the tool runs with this input
+    remember: bool = False  # allow this kind of call for the rest of the session
+    suggestions: list[Any] | None = None  # what the provider offered for remember
+
+
 @dataclass
 class LaunchRequest:
     """Everything a provider needs to start a process for a session."""
@@ -88,6 +99,10 @@ class ProviderHandle(Protocol):
 
     def stop_turn(self) -> None:
         """Urgent stop: the provider's own interrupt, then the signal ladder. Never blocks."""
+
+    def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> bool:
+        """Give the provider a person's answer to its permission prompt ``request``
+        (the ``raw["request"]`` of its ``approval`` item); False if it cannot take it."""
 
     def close(self) -> None:
         """End the process gently (stdin EOF, then the ladder). Never blocks."""

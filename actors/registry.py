@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,15 @@ from typing import Any
 import apsw
 import pykka
 
-from corral.actors import db, reader
+from corral.actors import db, oplog, reader
 from corral.actors import options as start_options
 from corral.actors import settings as settings_mod
-from corral.actors.health import HealthThrottle, health_of
+from corral.actors.conflicts import ConflictIndex
+from corral.actors.error_class import classify
+from corral.actors.health import HealthState, HealthThrottle
 from corral.actors.messages import (
     Begin,
+    FilesWritten,
     Notify,
     Prompt,
     Request,
@@ -51,6 +55,7 @@ from corral.actors.notifications import Notifications
 from corral.actors.ports import Outbox, ProviderCatalog, ReplyTo, run_and_answer
 from corral.actors.reader import Query, ReaderPool
 from corral.actors.record import SessionRecord
+from corral.actors.registry_health import SupervisionRequests
 from corral.actors.registry_info import InfoRequests
 from corral.actors.retention import retention_write
 from corral.actors.scheduler import Scheduler, Tick
@@ -100,13 +105,14 @@ class Entry:
     epoch: int = 0
     reported_epoch: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
+    health: HealthState | None = None
 
     @property
     def status(self) -> str:
         return "running" if self.epoch > self.reported_epoch else self.reported
 
 
-class RegistryActor(InfoRequests, pykka.ThreadingActor):
+class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
     def __init__(
         self,
         *,
@@ -118,6 +124,9 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         launcher: Any,
         catalog: ProviderCatalog,
         info: dict[str, Any],
+        desktop: Callable[[dict[str, Any]], object] | None = None,
+        settings_defaults: dict[str, str] | None = None,
+        pinned_settings: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__()
         self._db_path = db_path
@@ -133,15 +142,22 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         self.projects: dict[str, Entry] = {}
         self.starting: dict[str, PendingStart] = {}
         self.remembered = IdempotencyBook()
-        self.notifications = Notifications(store)
+        self.notifications = Notifications(store, sink=self._to_desktop)
         self.health = HealthThrottle()
+        self.conflicts = ConflictIndex()
+        self.published_health: dict[str, dict[str, Any]] = {}
+        self._desktop = desktop
+        self._settings_defaults = dict(settings_defaults or {})
+        self.pinned_settings = pinned_settings
         self.shutting_down = False
 
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
         self._conn = db.connect(self._db_path, readonly=True)
-        self.settings.values = settings_mod.merged(db.load_settings(self._conn))
+        self.settings.values = settings_mod.merged(
+            db.load_settings(self._conn), self._settings_defaults, self.pinned_settings
+        )
         self.notifications.load(self._conn)
         self._enforce_retention()
 
@@ -188,7 +204,9 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
             elif isinstance(message, SessionDied):
                 self._on_session_died(message)
             elif isinstance(message, Tick):
-                self._on_tick(message)
+                self._on_health_tick(message)
+            elif isinstance(message, FilesWritten):
+                self._on_files_written(message)
             elif isinstance(message, Shutdown):
                 self._on_shutdown(message)
             else:
@@ -233,7 +251,9 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
                 [Publication("agent.status", data, project_id)],
             )
         )
-        self._notify("error", "agent_error", f"{project_id}: {error}", entry.session_id, project_id)
+        self._notify_error(f"{project_id}: {error}", entry.session_id, project_id)
+        oplog.session_error(project_id, entry.session_id, "internal", error)
+        self._forget_writes(entry.session_id)
         self._publish_health(project_id)
 
     def _retire(self, entry: Entry, reason: str = "cleanup") -> None:
@@ -242,6 +262,7 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
             entry.ref.tell(Retire(reason))
         except pykka.ActorDeadError:
             pass
+        self._forget_writes(entry.session_id)
         self._publish_health(entry.project_id)
 
     def _live_ids(self) -> frozenset[str]:
@@ -262,29 +283,21 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
     ) -> None:
         self.notifications.add(variant, kind, message, session_id, project_id)
 
-    def _health_of(self, project_id: str) -> dict[str, Any]:
-        entry = self.projects.get(project_id)
-        if entry is not None:
-            return health_of(
-                project_id, session_id=entry.session_id, status=entry.status, summary=entry.summary
-            )
-        return health_of(project_id, stored=db.newest_session(self.conn, project_id))
+    def _notify_error(
+        self,
+        message: str,
+        session_id: str | None,
+        project_id: str | None,
+        provider_code: str | None = None,
+    ) -> None:
+        """An ``agent_error`` notification with its errorClass and retryable."""
+        error_class, retryable = classify(message, provider_code=provider_code)
+        extra = {"errorClass": error_class, "retryable": retryable}
+        self.notifications.add("error", "agent_error", message, session_id, project_id, extra)
 
-    def _publish_health(self, project_id: str) -> None:
-        delay = self.health.request(project_id, time.monotonic())
-        if delay == 0.0:
-            self._outbox.publish("health", self._health_of(project_id), project_id)
-        elif delay is not None:
-            self._scheduler.call_later(delay, self.actor_ref, Tick("health", 0, project_id))
-
-    def _on_tick(self, tick: Tick) -> None:
-        payload = tick.payload
-        if (
-            tick.kind == "health"
-            and isinstance(payload, str)
-            and self.health.due(payload, time.monotonic())
-        ):
-            self._outbox.publish("health", self._health_of(payload), payload)
+    def _to_desktop(self, note: dict[str, Any]) -> None:
+        if self._desktop is not None and self.settings.desktop_notifications():
+            self._desktop(note)
 
     # ------------------------------------------------------------ agent.*
 
@@ -373,13 +386,7 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
             pending.ref.tell(Retire("start failed"))
         except pykka.ActorDeadError:
             pass
-        self._notify(
-            "error",
-            "agent_error",
-            f"{msg.project_id}: {msg.error.message}",
-            msg.session_id,
-            msg.project_id,
-        )
+        self._notify_error(f"{msg.project_id}: {msg.error.message}", msg.session_id, msg.project_id)
 
     def rpc_agent_prompt(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
         if self.shutting_down:
@@ -414,25 +421,19 @@ class RegistryActor(InfoRequests, pykka.ThreadingActor):
         if entry is None or entry.session_id != msg.session_id:
             return
         entry.summary = msg.summary
+        if msg.health is not None:
+            entry.health = msg.health
         if msg.epoch >= entry.reported_epoch:
             entry.reported, entry.reported_epoch = msg.status, msg.epoch
         if msg.status_changed and msg.status in TERMINAL and msg.epoch == entry.epoch:
-            if msg.status == "done":
-                self._notify(
-                    "success",
-                    "agent_complete",
-                    f"{msg.project_id}: agent finished",
-                    msg.session_id,
-                    msg.project_id,
-                )
+            ids = (msg.session_id, msg.project_id)
+            if msg.status == "done" and msg.stopped:
+                self._notify("info", "agent_stopped", f"{msg.project_id}: stopped", *ids)
+            elif msg.status == "done":
+                self._notify("success", "agent_complete", f"{msg.project_id}: agent finished", *ids)
             else:
-                self._notify(
-                    "error",
-                    "agent_error",
-                    f"{msg.project_id}: {msg.error or 'agent failed'}",
-                    msg.session_id,
-                    msg.project_id,
-                )
+                error = msg.error or "agent failed"
+                self._notify_error(f"{msg.project_id}: {error}", *ids, provider_code=msg.error_info)
             self._enforce_retention()
         self._publish_health(msg.project_id)
 

@@ -20,12 +20,13 @@ from corral.actors.notifications import Notifications
 from corral.actors.ports import Outbox, ProviderCatalog, ReplyTo
 from corral.actors.settings import Settings
 from corral.actors.store import Publication, SaveSetting, Write
-from corral.protocol.errors import InternalError
+from corral.protocol.errors import InternalError, InvalidParams
 
 
 class InfoRequests:
     # provided by RegistryActor
     settings: Settings
+    pinned_settings: frozenset[str]
     projects: dict[str, Any]
     notifications: Notifications
     _store: pykka.ActorRef[Any]
@@ -40,9 +41,6 @@ class InfoRequests:
     def _enforce_retention(self) -> None:
         raise NotImplementedError
 
-    def _health_of(self, project_id: str) -> dict[str, Any]:
-        raise NotImplementedError
-
     # ------------------------------------------------------------ settings
 
     def rpc_settings_getAll(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
@@ -50,7 +48,15 @@ class InfoRequests:
 
     def rpc_settings_set(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
         key, value = params["key"], params["value"]
-        stored = settings_mod.validate(key, value)
+        if key in self.pinned_settings:
+            raise InvalidParams(
+                f"{key} is pinned by the operator's configuration and cannot be changed",
+                field="key",
+            )
+        # Checked, then kept exactly as the client gave it: the answer, the
+        # settings.changed event and settings.getAll all show that text.
+        settings_mod.validate(key, value)
+        stored = value
         values = dict(self.settings.values)
         values[key] = stored
         # Sessions share this Settings object: replacing the dict is atomic.
@@ -86,43 +92,6 @@ class InfoRequests:
             "providers": providers,
         }
 
-    def rpc_health_get(self, params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        project_id = params.get("projectId")
-        if project_id is not None:
-            projects = [self._health_of(project_id)]
-        else:
-            projects = [self._health_of(p) for p in sorted(self.projects)]
-        now = db.now_ms()
-        running = idle = stalled = 0
-        burn = 0.0
-        for entry in self.projects.values():
-            if entry.status == "running":
-                running += 1
-                created = db.get_session(self.conn, entry.session_id)
-                if created is not None:
-                    hours = max((now - created["createdAt"]) / 3_600_000, 1 / 60)
-                    burn += float(entry.summary.get("costUsd", 0.0)) / hours
-            else:
-                idle += 1
-            if entry.summary.get("stalled"):
-                stalled += 1
-        return {
-            "projects": projects,
-            "aggregates": {
-                "running": running,
-                "idle": idle,
-                "stalled": stalled,
-                "burnRateUsdPerHour": round(burn, 6),
-            },
-        }
-
     def rpc_notifications_list(self, params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
         limit = int(params.get("limit", 50))
         return {"notifications": self.notifications.newest(limit)}
-
-    def rpc_conflicts_list(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        return {"conflicts": []}
-
-    def rpc_conflicts_ack(self, _params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
-        return {"acknowledged": 0}
-

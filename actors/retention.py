@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from corral.actors import oplog
 from corral.actors.settings import Settings
 from corral.actors.store import EnforceRetention, Write
 
@@ -24,7 +25,7 @@ def retention_write(settings: Settings, protected: Iterable[str]) -> Write:
 
     def logged(results: list[Any]) -> None:
         if results and results[0]:
-            log.info("retention removed %d sessions", len(results[0]))
+            oplog.retention_purged(len(results[0]))
 
     return Write(
         [

@@ -25,15 +25,17 @@ from typing import Any
 
 import pykka
 
-from corral.actors import convert, db
+from corral.actors import convert, db, oplog
+from corral.actors.conflicts import write_paths
 from corral.actors.control import Control, exit_reason
+from corral.actors.error_class import classify
+from corral.actors.health import HealthState
 from corral.actors.messages import (
     Begin,
-    Notify,
+    FilesWritten,
     Prompt,
     ProviderExited,
     ProviderOutput,
-    RequestRetire,
     Retire,
     SessionChanged,
     SessionDied,
@@ -52,6 +54,7 @@ from corral.actors.ports import (
 )
 from corral.actors.record import SessionRecord
 from corral.actors.scheduler import Generation, Scheduler, Tick
+from corral.actors.session_timers import SessionTimers
 from corral.actors.session_write import delta_event, dump_raw, step_ops
 from corral.actors.settings import Settings
 from corral.actors.stall import StallClock
@@ -66,7 +69,6 @@ log = logging.getLogger("corral.session")
 MAX_TOOL_NAMES = 4096
 SHUTDOWN_REASON = "daemon stopped"
 SHUTDOWN_WAIT_S = 12.0
-RETRY_NOTICE_INTERVAL_S = 10.0
 
 Failure = tuple[RpcError, list[dict[str, Any]]]
 """Why no provider could take a prompt, and the transcript lines saying so."""
@@ -90,7 +92,7 @@ def new_session_row(
     return SessionRecord.new(session_id, project_id, provider, model)
 
 
-class SessionActor(pykka.ThreadingActor):
+class SessionActor(SessionTimers, pykka.ThreadingActor):
     def __init__(
         self,
         record: SessionRecord,
@@ -117,6 +119,10 @@ class SessionActor(pykka.ThreadingActor):
         self.tool_names: dict[str, str] = {}
         self.cost_base = 0.0
         self.stall = StallClock()
+        self.health = HealthState()
+        self.error_info: str | None = None
+        self.stopped_by_client = False
+        self.turn_began = time.monotonic()
         self.cleanup_gen = Generation()
         self.last_retry_notice = 0.0
 
@@ -133,6 +139,7 @@ class SessionActor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         log.error("session %s actor failed: %r", self.session_id, exception_value)
+        oplog.session_error(*self._ids(), "internal", repr(exception_value))
         self.control.stop_turn()
         self.control.close()
         self._tell(
@@ -211,6 +218,10 @@ class SessionActor(pykka.ThreadingActor):
         was_running = self.life.running
         self.life.prompted(first=first)
         self.rec.error = None
+        self.error_info = None
+        self.stopped_by_client = False
+        self.turn_began = time.monotonic()
+        self._snapshot_cost()
         if not was_running:
             self._arm_stall()
         if self.proc is not None:
@@ -241,6 +252,7 @@ class SessionActor(pykka.ThreadingActor):
         self.queued.clear()
         self.life.launch_failed()
         self.rec.error = exc.message
+        oplog.session_error(*self._ids(), exc.reason, exc.message)
         return exc, [self._system_message(exc.message)]
 
     def _launch(self, prompt: str) -> None:
@@ -275,6 +287,7 @@ class SessionActor(pykka.ThreadingActor):
             self.proc.close()
         self.proc = self.deps.launcher.launch(request)
         self.control.set(self.proc)
+        oplog.session_started(*self._ids(), self.rec.provider, self.proc.pid, self.options["cwd"])
 
     def _on_stop(self, reply_to: ReplyTo) -> None:
         if not self.life.stop_requested():
@@ -294,6 +307,8 @@ class SessionActor(pykka.ThreadingActor):
     def _stopped(self, messages: list[dict[str, Any]]) -> None:
         """The stop asked for is complete: ``done`` with a "stopped" note."""
         self.life.stopped()
+        self.stopped_by_client = True
+        self.health.turn_ended(db.now_ms())
         self.rec.error = None
         messages.append(self._system_message("stopped"))
         self._became_terminal()
@@ -309,6 +324,10 @@ class SessionActor(pykka.ThreadingActor):
     def _on_output(self, items: list[Normalized], done: Callable[[], None]) -> None:
         now = db.now_ms()
         stall_cleared = self.stall.activity()
+        if stall_cleared:
+            self.health.set_stalled(False)
+        self.health.observe(items, now)
+        written: list[str] = []
         messages: list[dict[str, Any]] = []
         raws: list[AddRaw] = []
         status_changed = False
@@ -323,8 +342,10 @@ class SessionActor(pykka.ThreadingActor):
                 if len(self.tool_names) >= MAX_TOOL_NAMES:
                     self.tool_names.pop(next(iter(self.tool_names)))
                 self.tool_names[n.tool_id] = n.tool_name
+                written.extend(write_paths(n.tool_name, n.tool_input, self.options.get("cwd")))
             elif kind == "cost":
                 self._apply_cost(n)
+                self._snapshot_cost()
                 cost_changed = True
             elif kind == "status":
                 self._maybe_retry_notice(n)
@@ -344,6 +365,10 @@ class SessionActor(pykka.ThreadingActor):
                 messages.append(
                     convert.to_agent_message(n, self.seq, now, tool_names=self.tool_names)
                 )
+        if written:
+            self._tell(
+                self.deps.registry, FilesWritten(self.session_id, self.project_id, written, now)
+            )
         if messages or raws or status_changed or cost_changed:
             self._commit(
                 messages,
@@ -352,10 +377,10 @@ class SessionActor(pykka.ThreadingActor):
                 raws=raws,
                 then=lambda _r: done(),
                 on_error=done,
+                health=True,
             )
         else:
             done()
-        if stall_cleared and not (status_changed or cost_changed):
             self._report(status_changed=False)
 
     def _publish_delta(self, n: Normalized) -> None:
@@ -384,6 +409,7 @@ class SessionActor(pykka.ThreadingActor):
             self.queued.clear()
         if self.life.turn_ended(ok=not n.is_error):
             self.rec.error = (n.text or "the provider reported an error") if n.is_error else None
+            self.error_info = n.error_info if n.is_error else None
             self._became_terminal()
             return True
         if self.life.running and self.queued and self._hand_over_queued(messages):
@@ -407,17 +433,10 @@ class SessionActor(pykka.ThreadingActor):
     def _apply_cost(self, n: Normalized) -> None:
         self.rec.add_usage(n, self.cost_base)
 
-    def _maybe_retry_notice(self, n: Normalized) -> None:
-        if n.status != "retrying" or not n.text:
-            return
-        now = time.monotonic()
-        if now - self.last_retry_notice < RETRY_NOTICE_INTERVAL_S:
-            return
-        self.last_retry_notice = now
-        self._tell(
-            self.deps.registry,
-            Notify("warning", "system", n.text, self.session_id, self.project_id),
-        )
+    def _snapshot_cost(self) -> None:
+        rec = self.rec
+        tokens = rec.input_tokens + rec.output_tokens
+        self.health.cost_snapshot(rec.cost_usd, tokens, db.now_ms())
 
     def _on_exit(self, report: ExitReport) -> None:
         self.proc = None
@@ -437,48 +456,6 @@ class SessionActor(pykka.ThreadingActor):
             self._reply_stop_waiters()
         if report.stderr_tail and report.returncode not in (0, None):
             log.info("session %s provider stderr: %s", self.session_id, report.stderr_tail[-500:])
-
-    # ------------------------------------------------------------ timers
-
-    def _arm_stall(self) -> None:
-        gen = self.stall.arm()
-        timeout = self.settings.int("stall_timeout_ms") / 1000.0
-        self.deps.scheduler.call_later(timeout, self.actor_ref, Tick("stall", gen))
-
-    def _schedule_cleanup(self) -> None:
-        gen = self.cleanup_gen.next()
-        grace = self.settings.int("cleanup_grace_ms") / 1000.0
-        self.deps.scheduler.call_later(grace, self.actor_ref, Tick("cleanup", gen))
-
-    def _on_tick(self, tick: Tick) -> None:
-        if tick.kind == "stall" and self.stall.is_current(tick.generation):
-            if self.life.running:
-                self._check_stall(tick.generation)
-        elif (
-            tick.kind == "cleanup"
-            and self.cleanup_gen.is_current(tick.generation)
-            and is_terminal(self.life.status)
-        ):
-            self._tell(
-                self.deps.registry,
-                RequestRetire(self.session_id, self.project_id, self.epoch),
-            )
-
-    def _check_stall(self, generation: int) -> None:
-        became, delay, idle = self.stall.check(self.settings.int("stall_timeout_ms") / 1000.0)
-        if became:
-            self._tell(
-                self.deps.registry,
-                Notify(
-                    "warning",
-                    "agent_stalled",
-                    f"{self.project_id}: no output from the agent for {idle}s",
-                    self.session_id,
-                    self.project_id,
-                ),
-            )
-            self._report(status_changed=False)
-        self.deps.scheduler.call_later(delay, self.actor_ref, Tick("stall", generation))
 
     def _on_retire(self, reason: str) -> None:
         if self.life.running:
@@ -510,6 +487,20 @@ class SessionActor(pykka.ThreadingActor):
     def _became_terminal(self) -> None:
         self.stall.stop()
         self._schedule_cleanup()
+        self._log_turn_end()
+
+    def _log_turn_end(self) -> None:
+        rec, ids = self.rec, self._ids()
+        if self.stopped_by_client:
+            oplog.session_stopped(*ids)
+        elif self.life.status == "error":
+            oplog.session_error(
+                *ids, classify(rec.error, provider_code=self.error_info)[0], rec.error or ""
+            )
+        took = time.monotonic() - self.turn_began
+        oplog.turn_ended(
+            *ids, self.life.status, rec.cost_usd, rec.input_tokens, rec.output_tokens, took
+        )
 
     def _user_message(self, text: str) -> dict[str, Any]:
         self.seq += 1
@@ -519,15 +510,21 @@ class SessionActor(pykka.ThreadingActor):
         self.seq += 1
         return convert.system_message(text, self.seq, db.now_ms())
 
+    def _ids(self) -> tuple[str, str]:
+        return self.session_id, self.project_id
+
     def _changed(self, status_changed: bool) -> SessionChanged:
         return SessionChanged(
             self.session_id,
             self.project_id,
             self.life.status,
             self.rec.error,
-            self.rec.summary(stalled=self.stall.stalled),
+            self.rec.to_wire(),
             status_changed,
             self.epoch,
+            self.health.snapshot(),
+            self.error_info,
+            self.stopped_by_client and status_changed,
         )
 
     def _report(self, *, status_changed: bool) -> None:
@@ -542,6 +539,7 @@ class SessionActor(pykka.ThreadingActor):
         raws: list[AddRaw] | None = None,
         then: Callable[[list[Any]], None] | None = None,
         on_error: Callable[[], None] | None = None,
+        health: bool = False,
     ) -> None:
         """Store this step (one write); its events go out after the commit, then the
         registry hears of status and cost changes and finished stops are answered."""
@@ -558,7 +556,7 @@ class SessionActor(pykka.ThreadingActor):
             status_changed=status_changed,
             cost_changed=cost_changed,
         )
-        report = status_changed or cost_changed
+        report = status_changed or cost_changed or health
         change = self._changed(status_changed)
         waiters: list[ReplyTo] = []
         if status_changed and is_terminal(rec.status) and self.stop_waiters:

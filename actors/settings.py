@@ -169,15 +169,23 @@ def validate(key: str, value: str) -> str:
     )
 
 
-def merged(stored: Mapping[str, str]) -> dict[str, str]:
-    """Defaults overlaid with stored values that are still valid."""
+def merged(
+    stored: Mapping[str, str],
+    defaults: Mapping[str, str] | None = None,
+    pinned: frozenset[str] = frozenset(),
+) -> dict[str, str]:
+    """The contract's defaults, then the operator's (config file ``[settings]``),
+    then stored values that are still valid, kept as they were given; a pinned
+    key keeps the operator's (or the contract's) value whatever is stored."""
     out = dict(DEFAULTS)
-    for key, value in stored.items():
-        if key in VALIDATORS:
-            try:
-                out[key] = validate(key, value)
-            except InvalidParams:
-                continue
+    for layer in (defaults or {}, stored):
+        for key, value in layer.items():
+            if key in VALIDATORS and key not in (pinned if layer is stored else ()):
+                try:
+                    validate(key, value)
+                except InvalidParams:
+                    continue
+                out[key] = value
     return out
 
 

@@ -5,7 +5,8 @@ client.call(...)``, ``await client.stop("p")``, ``await sub.recv(1.0)``. Many
 tasks may call one :class:`AsyncClient` at once: a single reader task hands each
 answer to the request with its ``id``, so concurrent calls are pipelined on one
 socket. No answer in time raises :class:`DaemonUnreachable`; a late answer is
-dropped by id. Use an instance from one event loop only.
+dropped by id. Use an instance from one event loop only. CURVE keys for a
+``tcp://`` endpoint are taken as in the synchronous client (``curve=``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import zmq
 import zmq.asyncio
 
 from corral.protocol.api import MethodsMixin
+from corral.protocol.curve import FROM_ENV, CurveOption, apply_client_curve, client_curve
 from corral.protocol.errors import RpcError
 from corral.protocol.transport import (
     HEARTBEAT_TOPIC,
@@ -49,6 +51,7 @@ class AsyncClient(MethodsMixin[Awaitable[dict[str, Any]]]):
         timeout: float = 10.0,
         *,
         context: zmq.asyncio.Context | None = None,
+        curve: CurveOption = FROM_ENV,
     ) -> None:
         self.rpc_url = rpc_url
         self.timeout = timeout
@@ -57,8 +60,10 @@ class AsyncClient(MethodsMixin[Awaitable[dict[str, Any]]]):
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._batches: dict[int, tuple[frozenset[Any], asyncio.Future[Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        keys = client_curve(rpc_url, curve)
         self._sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        apply_client_curve(self._sock, rpc_url, keys)
         self._sock.connect(rpc_url)
 
     def _socket(self) -> zmq.asyncio.Socket:
@@ -243,11 +248,14 @@ class AsyncSubscriber:
         *,
         context: zmq.asyncio.Context | None = None,
         rcvhwm: int | None = None,
+        curve: CurveOption = FROM_ENV,
     ) -> None:
         self.events_url = events_url
         self._ctx = context or zmq.asyncio.Context.instance()
+        keys = client_curve(events_url, curve)
         self._sock: zmq.asyncio.Socket | None = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        apply_client_curve(self._sock, events_url, keys)
         if rcvhwm is not None:
             self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self._topics: list[str] = []

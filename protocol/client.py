@@ -13,6 +13,11 @@ Pipelining: :meth:`Client.submit` sends a request without waiting and
 :meth:`Client.result` collects its answer; :meth:`Client.pipeline` does both for a
 list of calls, so N calls cost one round-trip instead of N.
 
+CURVE: on a ``tcp://`` endpoint both classes are CURVE clients when keys are
+configured (``curve=``, else ``CORRAL_CURVE_KEY_FILE`` and the server key from
+``CORRAL_CURVE_SERVER_KEY`` or ``endpoints.json``; see :mod:`corral.protocol.curve`).
+A daemon that does not accept the key answers nothing: :class:`DaemonUnreachable`.
+
 Knowing that a subscriber is connected (ZeroMQ's "slow joiner"): a SUB socket
 receives nothing until its subscriptions have reached the daemon's PUB socket,
 and events published before that are lost for it. The daemon publishes
@@ -35,6 +40,7 @@ import orjson
 import zmq
 
 from corral.protocol.api import MethodsMixin
+from corral.protocol.curve import FROM_ENV, CurveOption, apply_client_curve, client_curve
 from corral.protocol.errors import RpcError
 from corral.protocol.transport import (
     HEARTBEAT_TOPIC,
@@ -67,10 +73,12 @@ class Client(MethodsMixin[dict[str, Any]]):
         timeout: float = 10.0,
         *,
         context: zmq.Context[Any] | None = None,
+        curve: CurveOption = FROM_ENV,
     ) -> None:
         self.rpc_url = rpc_url
         self.timeout = timeout
         self._ctx = context or zmq.Context.instance()
+        self._curve = client_curve(rpc_url, curve)
         self._ids = itertools.count(1)
         self._waiting: set[int] = set()
         self._replies: dict[int, dict[str, Any]] = {}
@@ -82,6 +90,7 @@ class Client(MethodsMixin[dict[str, Any]]):
     def _new_socket(self) -> zmq.Socket[Any]:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        apply_client_curve(sock, self.rpc_url, self._curve)
         sock.connect(self.rpc_url)
         return sock
 
@@ -335,11 +344,14 @@ class Subscriber:
         *,
         context: zmq.Context[Any] | None = None,
         rcvhwm: int | None = None,
+        curve: CurveOption = FROM_ENV,
     ) -> None:
         self.events_url = events_url
         self._ctx = context or zmq.Context.instance()
+        keys = client_curve(events_url, curve)
         self._sock: zmq.Socket[Any] | None = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        apply_client_curve(self._sock, events_url, keys)
         if rcvhwm is not None:
             self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self._topics: list[str] = []

@@ -19,11 +19,15 @@ from typing import Any
 
 __all__ = [
     "DISCOVERY_FILE",
+    "EndpointError",
     "default_data_dir",
     "default_events_url",
     "default_rpc_url",
     "default_runtime_dir",
     "ensure_private_dir",
+    "ensure_runtime_dir",
+    "ipc_socket_path",
+    "prepare_socket_dir",
     "read_discovery",
     "remove_discovery",
     "resolve_client_endpoints",
@@ -62,6 +66,76 @@ def default_events_url(runtime_dir: Path | str) -> str:
     return f"ipc://{Path(runtime_dir) / EVENTS_SOCKET}"
 
 
+class EndpointError(ValueError):
+    """An endpoint corral refuses to listen on; the message says why and what to use."""
+
+
+def ipc_socket_path(url: str) -> Path | None:
+    """The socket path of an ``ipc://`` URL; None for any other transport.
+
+    Refuses (:class:`EndpointError`) what no directory can protect: an abstract
+    socket (``ipc://@name``: every local user can connect, file permissions do
+    not apply) and a relative or wildcard path (it would depend on the daemon's
+    working directory).
+    """
+    if not url.startswith("ipc://"):
+        return None
+    raw = url[len("ipc://") :]
+    if raw.startswith(("@", "\x00")):
+        raise EndpointError(
+            f"refusing {url}: an abstract socket can be reached by every local user "
+            "(no file permissions apply); use an absolute path, e.g. "
+            "ipc://$XDG_RUNTIME_DIR/corral/rpc.sock"
+        )
+    if "\x00" in raw or not os.path.isabs(raw):
+        raise EndpointError(
+            f"refusing {url}: an ipc endpoint must be an absolute path (ipc:///dir/rpc.sock)"
+        )
+    return Path(raw)
+
+
+def prepare_socket_dir(url: str) -> Path | None:
+    """Make the directory of an ``ipc://`` endpoint ready and return it (None: not ipc).
+
+    A missing directory (with its missing parents) is created with mode 0700: it
+    is corral's own. An existing one is used as it is and never chmodded; it is
+    refused (:class:`EndpointError`) when it cannot protect the socket: a
+    symlink or not a directory, owned by another user, or writable by its group
+    or by others (anyone could replace the socket).
+    """
+    path = ipc_socket_path(url)
+    if path is None:
+        return None
+    directory = path.parent
+    missing: list[Path] = []
+    probe = directory
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        probe = probe.parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, 0o700)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: checked below like any existing one
+        os.chmod(created, 0o700)  # the umask may have taken bits away
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise EndpointError(f"refusing {url}: {directory} is not a plain directory")
+    if st.st_uid != os.getuid():
+        raise EndpointError(
+            f"refusing {url}: {directory} belongs to uid {st.st_uid}; "
+            "the socket needs a directory of this user's own"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise EndpointError(
+            f"refusing {url}: {directory} is writable by other users "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}), so anyone could replace the socket; "
+            "use a directory of your own, or a path that does not exist yet "
+            "(corral creates it with mode 0700)"
+        )
+    return directory
+
+
 def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
     """``$XDG_DATA_HOME/corral``, else ``$HOME/.local/share/corral``."""
     base = _abs_env(env, "XDG_DATA_HOME")
@@ -97,6 +171,53 @@ def ensure_private_dir(path: Path | str) -> Path:
     if st.st_uid != os.getuid():
         raise PermissionError(f"{p} is owned by uid {st.st_uid}, not by this user")
     if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(p, 0o700)
+    return p
+
+
+class UnsafeDirectory(PermissionError):
+    """A socket directory that cannot serve as access control; the message says how to fix it."""
+
+
+def ensure_runtime_dir(path: Path | str, uid: int | None = None) -> Path:
+    """The directory of the daemon's ipc sockets and ``endpoints.json``, made safe.
+
+    Created with mode 0700 when missing (an existing one with read or execute bits
+    for others is tightened to 0700). Refused (:class:`UnsafeDirectory`, saying
+    which problem and how to fix it) when it cannot be created, is not a plain
+    directory, is owned by another user than ``uid`` (default: this process's), or
+    is group- or world-writable: anyone who can write there can replace the sockets.
+    """
+    p = Path(path)
+    uid = os.getuid() if uid is None else uid
+    try:
+        p.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # not a directory: reported below
+    except OSError as exc:
+        raise UnsafeDirectory(
+            f"cannot create the runtime directory {p}: {exc.strerror or exc}; "
+            "choose another with XDG_RUNTIME_DIR or --rpc/--events ipc://DIR/..."
+        ) from None
+    st = os.lstat(p)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise UnsafeDirectory(
+            f"the runtime directory {p} is not a plain directory (a symlink or a file); "
+            "remove it, or choose another directory"
+        )
+    if st.st_uid != uid:
+        raise UnsafeDirectory(
+            f"the runtime directory {p} is owned by uid {st.st_uid}, not by this user "
+            f"(uid {uid}), so it cannot keep other users out; remove it (as its owner), "
+            "or choose another directory"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise UnsafeDirectory(
+            f"the runtime directory {p} is group- or world-writable (mode {mode:04o}): others "
+            f"could replace the daemon's sockets; fix it with: chmod 700 {p}"
+        )
+    if mode != 0o700:
         os.chmod(p, 0o700)
     return p
 

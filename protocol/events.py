@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.protocol.methods import (
+from corral.protocol.shapes import (
     AGENT_MESSAGE,
     BOOT,
+    CONFLICT,
     HEALTH,
     NOTIFICATION,
     SESSION_STATUS,
@@ -86,7 +87,7 @@ EVENTS: dict[str, dict] = {
     ),
     "notification": NOTIFICATION,
     "health": HEALTH,
-    "conflict": _data({"path": _STR, "sessionIds": {"type": "array", "items": _STR}}),
+    "conflict": CONFLICT,
     "daemon.started": _data(
         {
             "version": _STR,

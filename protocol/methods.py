@@ -33,6 +33,7 @@ from corral.protocol.shapes import (
     MAX_EXTRA_ENV,
     MAX_TURNS_LIMIT,
     MESSAGE_ROLES,
+    MODEL_NAME_PATTERN,
     MS,
     NO_NUL_PATTERN,
     NOTIFICATION,
@@ -52,6 +53,7 @@ from corral.protocol.shapes import (
     SESSION_STATUSES,
     SETTINGS_KEYS,
     STRING_MAX_BYTES,
+    WORKTREE_NAME_PATTERN,
     _int,
     _params,
     _result,
@@ -110,7 +112,10 @@ _START_PARAMS = _params(
         "provider": PROVIDER,
         "prompt": _str("the first prompt", max_bytes=PROMPT_MAX_BYTES, non_empty=True),
         "cwd": _str("working directory of the agent (absolute path)", non_empty=True, no_nul=True),
-        "model": _str("model name; omit for the provider's default", non_empty=True, no_nul=True),
+        "model": {
+            **_str("model name; omit for the provider's default", non_empty=True),
+            "pattern": MODEL_NAME_PATTERN,
+        },
         "systemPrompt": _str(
             "system prompt for the agent (claude: replaces the default one, or is appended "
             "when providerConfig.appendSystemPrompt is true)",
@@ -135,7 +140,10 @@ _START_PARAMS = _params(
             "maxItems": MAX_ADDITIONAL_DIRECTORIES,
             "items": _str("directory path", non_empty=True, no_nul=True),
         },
-        "worktreeName": _str("name of a git worktree to run in", non_empty=True, no_nul=True),
+        "worktreeName": {
+            **_str("name of a git worktree to run in", non_empty=True),
+            "pattern": WORKTREE_NAME_PATTERN,
+        },
         "providerConfig": {
             "type": "object",
             "description": "provider-specific options (validated by the daemon per provider)",
@@ -361,6 +369,10 @@ _SPECS: tuple[MethodSpec, ...] = (
                         "idle": _int("idle sessions"),
                         "stalled": _int("stalled sessions"),
                         "burnRateUsdPerHour": {"type": "number", "minimum": 0},
+                        "attention": {
+                            "type": ["object", "null"],
+                            "description": "the top project's projectId, score and reason",
+                        },
                     }
                 ),
             }

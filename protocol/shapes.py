@@ -28,6 +28,10 @@ MAX_TURNS_LIMIT = 1_000_000
 INT64_MAX = 2**63 - 1
 """Largest integer param that is compared with stored values (SQLite's integer range)."""
 NO_NUL_PATTERN = r"^[^\x00]*$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]*$"
+"""A model name: never starts with ``-`` (it becomes a CLI flag's value)."""
+WORKTREE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+"""A git worktree name: never starts with ``-``, no path separators."""
 """Strings that become a path, an argv entry or an environment value cannot hold NUL."""
 
 PROVIDERS: tuple[str, ...] = provider_names()
@@ -45,11 +49,24 @@ MESSAGE_ROLES: tuple[str, ...] = (
 NOTIFICATION_VARIANTS: tuple[str, ...] = ("success", "warning", "error", "info")
 NOTIFICATION_KINDS: tuple[str, ...] = (
     "agent_complete",
+    "agent_stopped",
     "agent_error",
     "agent_stalled",
+    "approval_needed",
     "conflict",
     "system",
 )
+ERROR_CLASSES: tuple[str, ...] = (
+    "rate_limit",
+    "auth",
+    "quota",
+    "overloaded",
+    "network",
+    "context_length",
+    "cancelled",
+    "unknown",
+)
+ACTIVITIES: tuple[str, ...] = ("inactive", "running", "idle", "waiting", "stalled")
 SETTINGS_KEYS: tuple[str, ...] = (
     "permission_mode",
     "system_prompt_template",
@@ -236,9 +253,29 @@ NOTIFICATION: dict = _obj(
         "projectId": {"type": "string", "description": "the project it is about, if any"},
         "sessionId": {"type": "string"},
         "ts": _int(MS),
+        "errorClass": {
+            "type": "string",
+            "enum": list(ERROR_CLASSES),
+            "description": "agent_error only: what kind of error",
+        },
+        "retryable": {"type": "boolean", "description": "agent_error only: worth a retry"},
     },
     ("id", "variant", "kind", "message", "ts"),
     description="Notification",
+)
+
+_NUMBER: dict = {"type": "number", "minimum": 0}
+_ATTENTION: dict = _obj(
+    {
+        "score": _int(
+            "0..100: stalled 100, waiting 95, error 90, context > 0.9 80, "
+            "conflicts 70, context > 0.75 40",
+            0,
+            100,
+        ),
+        "reason": {"type": "string", "description": "one line a person can act on"},
+    },
+    ("score", "reason"),
 )
 
 HEALTH: dict = _obj(
@@ -246,23 +283,55 @@ HEALTH: dict = _obj(
         "projectId": {"type": "string"},
         "sessionId": {"type": ["string", "null"]},
         "status": _nullable(SESSION_STATUS),
-        "stalled": {"type": "boolean", "description": "running with no activity for too long"},
-        "costUsd": {"type": "number", "minimum": 0},
+        "live": {"type": "boolean", "description": "the session is held by the daemon"},
+        "activity": {"type": "string", "enum": list(ACTIVITIES)},
+        "activeTool": {"type": ["string", "null"], "description": "the tool call in flight"},
+        "toolSince": _nullable(_int(MS)),
+        "lastActivity": _nullable(_int(MS)),
+        "idleMs": _int("milliseconds since the last activity"),
+        "toolCalls": _obj(
+            {"started": _int("tool calls started"), "finished": _int("tool calls finished")},
+            ("started", "finished"),
+        ),
+        "costUsd": _NUMBER,
         "inputTokens": _int("input tokens of the current session"),
         "outputTokens": _int("output tokens of the current session"),
-        "lastActivity": _nullable(_int(MS)),
+        "cacheReadTokens": _int("cache-read tokens of the current session"),
+        "cacheCreationTokens": _int("cache-creation tokens of the current session"),
+        "burnRateUsdPerHour": _NUMBER,
+        "tokensPerMinute": _NUMBER,
+        "contextTokens": _int("input + cache-read + cache-creation tokens of the last turn"),
+        "contextLimit": _int("the model's context window (200000 when unknown)", 1),
+        "contextPressure": _NUMBER,
+        "openConflicts": _int("open file conflicts of the project"),
+        "attention": _ATTENTION,
+        "stalled": {"type": "boolean", "description": "running with no activity for too long"},
         "messageCount": _int("messages of the current session"),
     },
     (
         "projectId",
         "sessionId",
         "status",
-        "stalled",
+        "live",
+        "activity",
+        "activeTool",
+        "toolSince",
+        "lastActivity",
+        "idleMs",
+        "toolCalls",
         "costUsd",
         "inputTokens",
         "outputTokens",
-        "lastActivity",
-        "messageCount",
+        "cacheReadTokens",
+        "cacheCreationTokens",
+        "burnRateUsdPerHour",
+        "tokensPerMinute",
+        "contextTokens",
+        "contextLimit",
+        "contextPressure",
+        "openConflicts",
+        "attention",
+        "stalled",
     ),
     description="Health of one project",
 )
@@ -272,9 +341,11 @@ CONFLICT: dict = _obj(
         "projectId": {"type": "string"},
         "path": {"type": "string", "description": "the file written by several sessions"},
         "sessionIds": {"type": "array", "items": {"type": "string"}},
+        "projectIds": {"type": "array", "items": {"type": "string"}},
         "lastWriteTs": _int(MS),
+        "acknowledged": {"type": "boolean"},
     },
-    ("projectId", "path", "sessionIds", "lastWriteTs"),
+    ("projectId", "path", "sessionIds", "projectIds", "lastWriteTs", "acknowledged"),
     description="Conflict: several sessions wrote the same file",
 )
 

@@ -2,10 +2,14 @@
 
 Start order: directories → database (migrate, mark sessions a dead daemon left
 running as interrupted) → scheduler → store → readers → registry → router
-(bind) → ``endpoints.json`` → ``daemon.started`` → heartbeat → systemd READY.
-Shutdown runs the reverse: refuse new starts → end every session (interrupt
-and signal ladder) → drain the store → ``daemon.stopping`` → close sockets →
-remove ``endpoints.json``. Any actor still alive at the end is logged as a bug.
+(bind) → ``endpoints.json`` → ``daemon.started`` → heartbeat → systemd READY
+→ watchdog. Shutdown runs the reverse: systemd STOPPING → refuse new starts →
+end every session (interrupt and signal ladder) → drain the store →
+``daemon.stopping`` → close sockets → remove ``endpoints.json``. Any actor still
+alive at the end is logged as a bug.
+
+Provider processes start from the daemon's environment minus what is the
+daemon's own (:func:`child_base_env`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import signal
 import threading
 import uuid
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,16 +28,18 @@ from typing import Any
 import pykka
 import zmq
 
-from corral.actors import db
+from corral.actors import db, oplog
 from corral.actors.messages import Shutdown
 from corral.actors.reader import ReaderActor, ReaderPool
 from corral.actors.registry import RegistryActor
 from corral.actors.scheduler import Scheduler
 from corral.actors.store import Drain, Heartbeat, StoreActor
 from corral.protocol import endpoints
+from corral.supervisor import datadir_lock
 from corral.supervisor.config import ConfigError, DaemonConfig
-from corral.supervisor.notify import sd_notify
-from corral.supervisor.outbox import RouterOutbox
+from corral.supervisor.curve import CurveServer, CurveSetupError
+from corral.supervisor.desktop import DesktopNotifier
+from corral.supervisor.notify import ProbedOutbox, Watchdog, sd_notify
 from corral.supervisor.process import procfs
 from corral.supervisor.providers.api import ProviderContext
 from corral.supervisor.providers.registry import ProviderRegistry
@@ -42,6 +49,25 @@ log = logging.getLogger("corral.daemon")
 
 READERS = 2
 RESTART_ERROR = "interrupted: daemon restarted"
+SESSIONS_STOP_S = 20.0
+"""Shutdown: how long every session may take to end (the stop ladder runs inside)."""
+STORE_DRAIN_S = 10.0
+"""Shutdown: how long the store may take to commit what is queued."""
+ROUTER_STOP_S = 5.0
+STOP_BUDGET_S = SESSIONS_STOP_S + STORE_DRAIN_S + ROUTER_STOP_S
+"""The longest a clean shutdown takes; the unit's TimeoutStopSec is above it."""
+DAEMON_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+"""systemd's messages to the daemon itself, not to its children."""
+
+
+def child_base_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment provider processes start from: the daemon's, minus corral's
+    own ``CORRAL_*`` and the systemd variables addressed to the daemon."""
+    return {
+        key: value
+        for key, value in environ.items()
+        if not key.startswith("CORRAL_") and key not in DAEMON_ENV
+    }
 
 
 def version() -> str:
@@ -63,15 +89,19 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.stop_reason = "shutdown requested"
         self._ctx: zmq.Context[Any] = zmq.Context()
-        self._outbox = RouterOutbox()
+        self._outbox = ProbedOutbox()
         self._scheduler = Scheduler()
+        self._desktop = DesktopNotifier()
         self._store: pykka.ActorRef[Any] | None = None
         self._readers: ReaderPool | None = None
         self._registry: pykka.ActorRef[Any] | None = None
         self._router: Router | None = None
         self._discovery: Path | None = None
+        self._curve: CurveServer | None = None
+        self._watchdog: Watchdog | None = None
         self._stopped = False
         self._bound = False
+        self._lock: datadir_lock.DataDirLock | None = None
 
     # ------------------------------------------------------------ start
 
@@ -83,17 +113,23 @@ class Daemon:
         else:
             log.debug("cannot become a child subreaper: orphaned descendants go to init")
         cfg = self.config
-        endpoints.ensure_private_dir(cfg.data_dir)
-        for url in (cfg.rpc_url, cfg.events_url):
-            path = _ipc_path(url)
-            if path is not None:
-                endpoints.ensure_private_dir(path.parent)
+        self._prepare_dirs()
+        self._lock = datadir_lock.acquire(cfg.data_dir)  # a second daemon exits 2 here
         self._refuse_if_running()
+        if cfg.curve_dir is not None:
+            try:
+                self._curve = CurveServer(self._ctx, cfg.curve_dir)
+            except CurveSetupError as exc:
+                raise ConfigError(str(exc)) from None
+        try:
+            if not db.check_database(cfg.db_path):
+                log.warning("%s: quick_check cut short; run `corral db check`", cfg.db_path)
+        except db.DatabaseError as exc:
+            raise ConfigError(str(exc)) from None
         conn = db.connect(cfg.db_path)
         interrupted = db.mark_interrupted(conn, RESTART_ERROR)
         conn.close()
-        if interrupted:
-            log.warning("%d sessions were running when the daemon died", interrupted)
+        oplog.restart_recovered(interrupted)
 
         self._scheduler.start()
         self._store = StoreActor.start(cfg.db_path, self._outbox)
@@ -103,8 +139,8 @@ class Daemon:
         providers = ProviderRegistry.load(
             ProviderContext(
                 data_dir=cfg.data_dir,
-                base_env=dict(os.environ),
-                binaries={"claude": cfg.claude_bin} if cfg.claude_bin else {},
+                base_env=child_base_env(os.environ),
+                binaries=cfg.binaries,
                 transcript=lambda session_id: db.read_transcript(cfg.db_path, session_id),
             )
         )
@@ -125,6 +161,9 @@ class Daemon:
             launcher=providers,
             catalog=providers,
             info=info,
+            desktop=self._desktop.notify,
+            settings_defaults=dict(cfg.settings),
+            pinned_settings=frozenset(cfg.pinned_settings),
         )
         self._router = Router(
             ctx=self._ctx,
@@ -135,12 +174,19 @@ class Daemon:
             readers=self._readers,
             boot=self.boot,
             on_shutdown=self.stop_requested.set,
+            curve=self._curve,
         )
         try:
+            if self._curve is not None:
+                self._curve.start()
             self._router.start()
         except zmq.ZMQError as exc:
             self._stop_actors()
+            if self._curve is not None:
+                self._curve.stop()
             raise ConfigError(f"cannot bind {cfg.rpc_url} / {cfg.events_url}: {exc}") from None
+        if self._curve is not None:
+            self._curve.watch()
         self._bound = True
         info["endpoints"] = {"rpc": self._router.rpc_url, "events": self._router.events_url}
         self._write_discovery()
@@ -155,6 +201,8 @@ class Daemon:
         )
         self._scheduler.call_every(1.0, self._store, Heartbeat)
         sd_notify("READY=1")
+        self._watchdog = Watchdog([self._outbox.router, self._outbox.store], self._outbox.counts)
+        self._watchdog.start()
         log.info(
             "corral %s listening on %s (events %s), data in %s",
             version(),
@@ -162,6 +210,30 @@ class Daemon:
             self._router.events_url,
             cfg.data_dir,
         )
+
+    def _prepare_dirs(self) -> None:
+        """The data directory (0700) and the socket directories (0700, ours, not
+        writable by others), or a ConfigError saying what is wrong with which."""
+        cfg = self.config
+        try:
+            endpoints.ensure_private_dir(cfg.data_dir)
+        except OSError as exc:
+            what = "it is not a directory" if cfg.data_dir.exists() else exc.strerror or exc
+            raise ConfigError(f"cannot use the data directory {cfg.data_dir}: {what}") from None
+        for url in (cfg.rpc_url, cfg.events_url):
+            try:  # abstract/relative refused; an existing socket dir is never chmodded
+                endpoints.prepare_socket_dir(url)
+            except endpoints.EndpointError as exc:
+                raise ConfigError(str(exc)) from None
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the socket directory of {url}: {exc.strerror or exc} "
+                    f"({exc.filename}); choose another with XDG_RUNTIME_DIR or --rpc/--events"
+                ) from None
+        try:
+            endpoints.ensure_runtime_dir(cfg.runtime_dir)
+        except OSError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _refuse_if_running(self) -> None:
         path = _ipc_path(self.config.rpc_url)
@@ -181,7 +253,6 @@ class Daemon:
 
     def _write_discovery(self) -> None:
         assert self._router is not None
-        endpoints.ensure_private_dir(self.config.runtime_dir)
         self._discovery = endpoints.write_discovery(
             self.config.runtime_dir,
             {
@@ -190,7 +261,7 @@ class Daemon:
                 "pid": os.getpid(),
                 "boot": self.boot,
                 "version": version(),
-                "curveServerKey": None,
+                "curveServerKey": self._curve.server_key if self._curve is not None else None,
             },
         )
 
@@ -200,24 +271,29 @@ class Daemon:
         if self._stopped:
             return
         self._stopped = True
+        if self._watchdog is not None:
+            self._watchdog.stop()
         sd_notify("STOPPING=1")
         if self._router is not None:
             self._router.stopping = True
         if self._registry is not None:
             done = threading.Event()
             self._registry.tell(Shutdown(done))
-            if not done.wait(20.0):
+            if not done.wait(SESSIONS_STOP_S):
                 log.error("shutdown: sessions did not end in time")
         if self._store is not None:
             drained = threading.Event()
             self._store.tell(Drain(then=drained.set))
-            if not drained.wait(10.0):
+            if not drained.wait(STORE_DRAIN_S):
                 log.error("shutdown: the store did not drain in time")
         self._outbox.publish("daemon.stopping", {"reason": self.stop_reason})
         self._scheduler.stop()
         self._stop_actors()
+        self._desktop.close()
         if self._router is not None:
-            self._router.stop()
+            self._router.stop(ROUTER_STOP_S)
+        if self._curve is not None:
+            self._curve.stop()
         self._remove_files()
         self._outbox.close()
         self._ctx.term()
@@ -225,7 +301,10 @@ class Daemon:
         if leftovers:
             log.error("bug: actors still alive after shutdown: %s", leftovers)
             pykka.ActorRegistry.stop_all(block=True, timeout=5)
-        log.info("corral stopped")
+        if self._lock is not None:
+            self._lock.release()
+        if self._bound:  # a refused start says why in one line, nothing more
+            log.info("corral stopped")
 
     def _stop_actors(self) -> None:
         if self._registry is not None:

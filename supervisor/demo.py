@@ -127,6 +127,8 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
                     render(console, message)
             session = client.call("session.get", {"projectId": PROJECT})["session"]
             summary(console, session, daemon.data_dir / "corral.db", status, kept=keep)
+            health = client.call("health.get", {"projectId": PROJECT})["projects"][0]
+            console.print(health_line(health))
         return 0 if status == "done" else 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -141,6 +143,20 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
         daemon.stop()
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def health_line(health: dict[str, Any]) -> str:
+    """One line of the project's Health: activity, cost, burn rate, context, attention."""
+    attention = health["attention"]
+    line = (
+        f"health · {health['activity']} · ${health['costUsd']:.4f} · "
+        f"${health['burnRateUsdPerHour']:.2f}/h · "
+        f"{health['toolCalls']['finished']}/{health['toolCalls']['started']} tool calls · "
+        f"context {health['contextPressure'] * 100:.1f}% of {health['contextLimit']}"
+    )
+    if attention["score"]:
+        line += f" · attention {attention['score']}: {attention['reason']}"
+    return line
 
 
 def summary(

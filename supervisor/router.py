@@ -6,11 +6,17 @@ and goes back to polling: it never waits for an actor. Replies and events come
 back through the :class:`~supervisor.outbox.RouterOutbox`. Batches are
 collected here until their last entry is answered. ``eseq`` is assigned here,
 in publish order, so it rises by exactly one per published event.
+
+Socket security is set up here too: a ``tcp://`` socket is made a CURVE server
+by the daemon's ``curve`` (see ``supervisor/curve.py``) before it binds, and an
+``ipc://`` socket file is made 0600 once bound.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -64,8 +70,10 @@ class Router:
         readers: Any,
         boot: str,
         on_shutdown: Callable[[], None],
+        curve: Any = None,
     ) -> None:
         self._ctx = ctx
+        self._curve = curve
         self.rpc_url = rpc_url
         self.events_url = events_url
         self._outbox = outbox
@@ -104,6 +112,9 @@ class Router:
         pub.setsockopt(zmq.LINGER, 500)
         pub.setsockopt(zmq.SNDHWM, PUB_HWM)
         try:
+            for sock, url in ((rpc, self.rpc_url), (pub, self.events_url)):
+                if url.startswith("tcp://") and self._curve is not None:
+                    self._curve.secure(sock)
             rpc.bind(self.rpc_url)
             pub.bind(self.events_url)
         except zmq.ZMQError:
@@ -112,6 +123,8 @@ class Router:
             raise
         self.rpc_url = rpc.getsockopt_string(zmq.LAST_ENDPOINT) or self.rpc_url
         self.events_url = pub.getsockopt_string(zmq.LAST_ENDPOINT) or self.events_url
+        for url in (self.rpc_url, self.events_url):
+            _owner_only(url)
         self._rpc, self._pub = rpc, pub
         self._thread = threading.Thread(target=self._run, name="corral-router", daemon=True)
         self._thread.start()
@@ -293,6 +306,13 @@ class Router:
             self._pub.send_multipart([topic.encode(), envelope.dumps(frame)], zmq.NOBLOCK)
         except zmq.Again:
             pass  # Promise 3: PUB drops for a subscriber past its high-water mark.
+
+
+def _owner_only(url: str) -> None:
+    """An ipc socket file: read and write for its owner only (0600)."""
+    if url.startswith("ipc://") and not url.startswith("ipc://@"):
+        with contextlib.suppress(OSError):
+            os.chmod(url[len("ipc://") :], 0o600)
 
 
 def _now_ms() -> int:

@@ -9,6 +9,7 @@ One module per group of commands, each a small typer app merged into this one
 - ``streams``: tail (and the ``--follow`` of start and prompt); ``watch``: watch
 - ``status``: health, notifications, conflicts, info; ``settings``: settings
 - ``raw``: describe, call
+- ``service`` (install, uninstall, status), ``keys`` (generate), ``config_cmd`` (config show)
 
 Client commands share ``common`` (options, output, exit codes) and
 ``fastparams`` (plain coercion of their values, without pydantic); people-facing
@@ -21,7 +22,20 @@ from typing import Annotated
 
 import typer
 
-from corral.supervisor.cli import agents, raw, server, sessions, settings, status, streams, watch
+from corral.supervisor.cli import (
+    agents,
+    config_cmd,
+    db,
+    keys,
+    raw,
+    server,
+    service,
+    sessions,
+    settings,
+    status,
+    streams,
+    watch,
+)
 from corral.supervisor.cli.fastparams import FastGroup
 
 __all__ = ["app", "main"]
@@ -65,6 +79,10 @@ def _root(
 for group in (server, agents, sessions, streams, watch, status, raw):
     app.add_typer(group.app)
 app.add_typer(settings.app, name="settings", rich_help_panel="Status")
+app.add_typer(service.app, name="service", rich_help_panel="Daemon")
+app.add_typer(keys.app, name="keys", rich_help_panel="Daemon")
+app.add_typer(config_cmd.app, name="config", rich_help_panel="Daemon")
+app.add_typer(db.app, name="db", rich_help_panel="Daemon")
 
 
 def main() -> None:

@@ -3,8 +3,10 @@
 :func:`client_command` registers a function ``f(cx, ...)`` as a typer command and
 adds the options every client command takes *after* its name: ``--rpc``,
 ``--events`` (env ``CORRAL_RPC``/``CORRAL_EVENTS``, then ``endpoints.json``, then
-the default sockets), ``--timeout`` and ``--json``. It turns what goes wrong into
-the exit codes scripts rely on:
+the default sockets), ``--timeout``, ``--json`` and, for a ``tcp://`` daemon, CURVE's
+``--curve-key-file`` / ``--curve-server-key`` (env ``CORRAL_CURVE_KEY_FILE`` /
+``CORRAL_CURVE_SERVER_KEY``; the server key also comes from ``endpoints.json``).
+It turns what goes wrong into the exit codes scripts rely on:
 
 ====  =====================================================================
 0     ok
@@ -31,6 +33,7 @@ import orjson
 import typer
 
 from corral.protocol.client import Client, Subscriber
+from corral.protocol.curve import CurveError, CurveKeys
 from corral.protocol.errors import RpcError
 from corral.protocol.transport import DaemonUnreachable
 from corral.supervisor.cli.fastparams import FastCommand
@@ -88,6 +91,26 @@ TimeoutOpt = Annotated[
         "--timeout",
         min=0.0,
         help="Seconds to wait for the daemon to answer before giving up (exit 3).",
+        rich_help_panel=CONNECTION,
+    ),
+]
+CurveServerKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--curve-server-key",
+        envvar="CORRAL_CURVE_SERVER_KEY",
+        help="The daemon's CURVE public key, Z85 (default: endpoints.json); tcp only.",
+        show_default=False,
+        rich_help_panel=CONNECTION,
+    ),
+]
+CurveKeyFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--curve-key-file",
+        envvar="CORRAL_CURVE_KEY_FILE",
+        help="This client's CURVE .key_secret file (corral keys generate); tcp only.",
+        show_default=False,
         rich_help_panel=CONNECTION,
     ),
 ]
@@ -202,10 +225,14 @@ class Ctx:
         events: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         json: bool = False,
+        curve_server_key: str | None = None,
+        curve_key_file: str | None = None,
     ) -> None:
         self.timeout = timeout
         self.out = Output(json)
         self._rpc, self._events = rpc, events
+        self._curve_options = (curve_server_key, curve_key_file)
+        self._curve: tuple[CurveKeys | None] | None = None
         self._urls: tuple[str, str] | None = None
         self._client: Client | None = None
         self._subs: list[Subscriber] = []
@@ -225,10 +252,25 @@ class Ctx:
         return self._urls
 
     @property
+    def curve(self) -> CurveKeys | None:
+        """CURVE keys for a tcp daemon (None for ipc); a bad option exits 2."""
+        if self._curve is None:
+            keys = None
+            if any(url.startswith("tcp://") for url in self.urls):
+                from corral.protocol.curve import resolve_client_curve
+
+                try:
+                    keys = resolve_client_curve(*self._curve_options)
+                except CurveError as exc:
+                    raise CommandFailed(str(exc), EXIT_USAGE) from None
+            self._curve = (keys,)
+        return self._curve[0]
+
+    @property
     def client(self) -> Client:
         """The RPC client (connected on first use)."""
         if self._client is None:
-            self._client = Client(self.urls[0], timeout=self.timeout)
+            self._client = Client(self.urls[0], timeout=self.timeout, curve=self.curve)
         return self._client
 
     def call(
@@ -248,7 +290,7 @@ class Ctx:
 
     def subscriber(self, topics: tuple[str, ...] = ("",)) -> Subscriber:
         """A subscriber on the daemon's events, closed with this context."""
-        sub = Subscriber(self.urls[1], topics)
+        sub = Subscriber(self.urls[1], topics, curve=self.curve)
         self._subs.append(sub)
         return sub
 
@@ -282,6 +324,11 @@ def run_guarded(ctx: Ctx, body: Callable[[], int | None]) -> int:
             f"cannot reach the corral daemon at {exc.url} (no answer within {exc.timeout:g}s)"
         )
         sys.stderr.write(f"{exc.hint}\n")
+        if exc.url.startswith("tcp://"):
+            sys.stderr.write(
+                "a tcp daemon answers only CURVE clients whose key it lists: "
+                "--curve-key-file (and --curve-server-key)\n"
+            )
         return EXIT_UNREACHABLE
     except RpcError as exc:
         ctx.out.error(describe_error(exc))
@@ -316,6 +363,15 @@ _COMMON = (
     inspect.Parameter(
         "json_output", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
     ),
+    inspect.Parameter(
+        "curve_server_key",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=CurveServerKeyOpt,
+    ),
+    inspect.Parameter(
+        "curve_key_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CurveKeyFileOpt
+    ),
 )
 
 
@@ -339,6 +395,8 @@ def client_command(
                 kwargs.pop("events"),
                 kwargs.pop("timeout"),
                 kwargs.pop("json_output"),
+                kwargs.pop("curve_server_key"),
+                kwargs.pop("curve_key_file"),
             )
             code = run_guarded(ctx, lambda: fn(ctx, **kwargs))
             if code:

@@ -6,8 +6,6 @@ every other command is a client of a running daemon.
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Annotated
 
 import typer
@@ -30,25 +28,40 @@ def serve(
         bool, typer.Option("--insecure-tcp", help="Allow tcp:// on loopback without CURVE")
     ] = False,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+        str | None,
+        typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)"),
+    ] = None,
+    curve_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--curve-dir",
+            help="CURVE keys (corral keys generate): every tcp:// endpoint requires them",
+        ),
     ] = None,
 ) -> None:
-    """Run the daemon in the foreground (SIGINT/SIGTERM stop it cleanly)."""
+    """Run the daemon in the foreground (SIGINT/SIGTERM stop it cleanly).
+
+    Each option: its flag, else its CORRAL_* variable, else the config file
+    ($XDG_CONFIG_HOME/corral/config.toml), else the default (corral config show).
+    """
     from corral.supervisor import config as config_mod
-    from corral.supervisor.daemon import serve as run
+    from corral.supervisor.oplog import configure_logging, parse_level
 
     try:
         cfg = config_mod.resolve(
-            rpc=rpc, events=events, data_dir=data_dir, insecure_tcp=insecure_tcp
+            rpc=rpc,
+            events=events,
+            data_dir=data_dir,
+            insecure_tcp=insecure_tcp,
+            log_level=log_level,
+            curve_dir=curve_dir,
         )
     except config_mod.ConfigError as exc:
         typer.echo(f"corral: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=(log_level or cfg.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(parse_level(cfg.log_level))
+    from corral.supervisor.daemon import serve as run
+
     try:
         code = run(cfg)
     except (config_mod.ConfigError, PermissionError) as exc:

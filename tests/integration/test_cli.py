@@ -35,6 +35,8 @@ def test_demo_streams_a_transcript_and_summarises() -> None:
     assert "tool" in out and "result" in out and "summary" in out
     assert "corral.db" in out and "$0.0" in out
     assert " 18 " in out  # the 18th message of the two turns was shown
+    health = next(line for line in out.splitlines() if line.startswith("health · "))
+    assert "health · inactive · $0.0" in health and "/h · 4/4 tool calls · context" in health
 
 
 def serve(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -153,8 +153,9 @@ def test_a_streaming_answer_is_previewed_by_agent_delta_then_stored_whole(
     deltas: list[dict[str, object]] = []
     while True:
         _topic, frame = subscriber.wait_for(
-            lambda _t, f: f["event"] in ("agent.delta", "agent.status")
-            and f["data"].get("sessionId") == sid,
+            lambda _t, f: (
+                f["event"] in ("agent.delta", "agent.status") and f["data"].get("sessionId") == sid
+            ),
             20,
         )
         if frame["event"] == "agent.status" and frame["data"]["status"] in ("done", "error"):

@@ -605,6 +605,7 @@ def test_health(client: Client) -> None:
         "idle": 0,
         "stalled": 0,
         "burnRateUsdPerHour": 0,
+        "attention": None,  # the top project's projectId, score and reason
     }
     running = start_hang(client, "a")
     done = run_mock(client, "b")

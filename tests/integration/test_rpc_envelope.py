@@ -495,9 +495,13 @@ def test_first_bad_field_follows_the_request_order(client: Client) -> None:
 
 
 def test_params_must_be_an_object(client: Client) -> None:
-    for params in ([1, 2], "x", 3):
+    # an array is by-position params (corral takes them by name only); a string or a
+    # number is not a JSON-RPC 2.0 request at all (-32600), answered with its id
+    reply = send(client, req("session.get", [1, 2], rid=5))
+    assert assert_error(reply, INVALID_PARAMS, "invalid_params", 5)["data"]["field"] == "params"
+    for params in ("x", 3):
         reply = send(client, req("session.get", params, rid=5))
-        assert assert_error(reply, INVALID_PARAMS, "invalid_params", 5)["data"]["field"] == "params"
+        assert_error(reply, INVALID_REQUEST, "invalid_request", 5)
 
 
 PROJECT_IDS: list[Any] = [

@@ -53,7 +53,8 @@ ERROR_WHEN: dict[str, str] = {
     "parse_error": "the request frame is not UTF-8 JSON (`id` is null)",
     "invalid_request": (
         'not a JSON-RPC 2.0 request object (`jsonrpc` not `"2.0"`, bad `id`, `method` '
-        "missing or not a string, unknown member), an empty batch or one of more than "
+        "missing or not a string, `params` neither an object nor an array, unknown "
+        "member), an empty batch or one of more than "
         '{max_batch} entries, or a frame layout other than `[request]` / `["", request]`'
     ),
     "too_large": "the request frame is larger than {max_bytes} (`id` is null)",

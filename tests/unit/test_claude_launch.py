@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from corral.protocol.errors import InvalidParams
 from corral.supervisor.providers.claude.launch import (
     BINARY_ENV,
     NESTING_ENV_VARS,
     ClaudeLaunchOptions,
     build_argv,
     build_env,
+    check_launch_options,
     claude_version,
     find_claude_binary,
 )
@@ -175,20 +177,13 @@ def test_argv_all_options() -> None:
     assert build_argv("/opt/claude", opts) == [
         "/opt/claude",
         *BASE[1:],
-        "--model",
-        "claude-sonnet-4-5",
-        "--permission-mode",
-        "bypassPermissions",
-        "--max-turns",
-        "3",
-        "--system-prompt",
-        "Be terse.",
-        "--add-dir",
-        "/a",
-        "--add-dir",
-        "/b c",
-        "--worktree",
-        "feature-x",
+        "--model=claude-sonnet-4-5",
+        "--permission-mode=bypassPermissions",
+        "--max-turns=3",
+        "--system-prompt=Be terse.",
+        "--add-dir=/a",
+        "--add-dir=/b c",
+        "--worktree=feature-x",
         "--session-id",
         "11111111-2222-4333-8444-555555555555",
     ]
@@ -196,8 +191,8 @@ def test_argv_all_options() -> None:
 
 def test_argv_append_system_prompt() -> None:
     argv = build_argv("claude", ClaudeLaunchOptions(system_prompt="X", append_system_prompt=True))
-    assert argv[len(BASE) :] == ["--append-system-prompt", "X"]
-    assert "--system-prompt" not in argv
+    assert argv[len(BASE) :] == ["--append-system-prompt=X"]
+    assert not any(a.startswith("--system-prompt") for a in argv)
 
 
 def test_argv_append_without_prompt_adds_nothing() -> None:
@@ -212,7 +207,95 @@ def test_argv_resume_wins_over_session_id() -> None:
 
 def test_argv_max_turns_zero_is_set() -> None:
     argv = build_argv("claude", ClaudeLaunchOptions(max_turns=0))
-    assert argv[len(BASE) :] == ["--max-turns", "0"]
+    assert argv[len(BASE) :] == ["--max-turns=0"]
+
+
+HOSTILE = ["-h", "--help", "--dangerously-skip-permissions", "-", "--", "-p --verbose"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_no_value_becomes_a_flag(value: str) -> None:
+    opts = ClaudeLaunchOptions(
+        model=value,
+        permission_mode=value,
+        system_prompt=value,
+        additional_directories=[value, value],
+        worktree_name=value,
+        resume_session_id=value,
+    )
+    argv = build_argv("claude", opts)
+    extra = argv[len(BASE) :]
+    # each value is inside its flag's argument, never an argument of its own
+    assert value not in extra
+    assert extra == [
+        f"--model={value}",
+        f"--permission-mode={value}",
+        f"--system-prompt={value}",
+        f"--add-dir={value}",
+        f"--add-dir={value}",
+        f"--worktree={value}",
+        f"--resume={value}",
+    ]
+    joined = build_argv("claude", ClaudeLaunchOptions(session_id=value))[len(BASE) :]
+    assert joined == [f"--session-id={value}"]
+
+
+def test_plain_ids_stand_alone() -> None:
+    argv = build_argv("claude", ClaudeLaunchOptions(resume_session_id="abc-1.2_3"))
+    assert argv[len(BASE) :] == ["--resume", "abc-1.2_3"]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "sonnet",
+        "opus[1m]",
+        "claude-sonnet-4-5-20250929",
+        "us.anthropic.claude-sonnet-4-5-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc",
+        "claude-3-5-sonnet@20240620",
+        "m" * 256,
+    ],
+)
+def test_model_names_accepted(model: str) -> None:
+    check_launch_options(ClaudeLaunchOptions(model=model))
+
+
+@pytest.mark.parametrize(
+    "model", ["-x", "--help", "", " sonnet", "a b", "so\nnet", "m" * 257, "é", "a;b", "$(x)"]
+)
+def test_model_names_refused(model: str) -> None:
+    with pytest.raises(InvalidParams) as info:
+        check_launch_options(ClaudeLaunchOptions(model=model))
+    assert info.value.field == "model"
+
+
+@pytest.mark.parametrize("name", ["feature-x", "a", "Fix_1.2", "w" * 128])
+def test_worktree_names_accepted(name: str) -> None:
+    check_launch_options(ClaudeLaunchOptions(worktree_name=name))
+
+
+@pytest.mark.parametrize(
+    "name", ["-h", "--x", ".hidden", "..", "a/b", "../up", "a b", "", "w" * 129, "é"]
+)
+def test_worktree_names_refused(name: str) -> None:
+    with pytest.raises(InvalidParams) as info:
+        check_launch_options(ClaudeLaunchOptions(worktree_name=name))
+    assert info.value.field == "worktreeName"
+
+
+def test_directories_must_be_absolute_and_exist(tmp_path: Path) -> None:
+    check_launch_options(
+        ClaudeLaunchOptions(additional_directories=[str(tmp_path)], claude_config_dir=str(tmp_path))
+    )
+    (tmp_path / "file").write_text("x")
+    for bad in ["-x", "--add-dir", "relative", str(tmp_path / "missing"), str(tmp_path / "file")]:
+        with pytest.raises(InvalidParams) as info:
+            check_launch_options(ClaudeLaunchOptions(additional_directories=[str(tmp_path), bad]))
+        assert info.value.field == "additionalDirectories.1"
+        with pytest.raises(InvalidParams) as info:
+            check_launch_options(ClaudeLaunchOptions(claude_config_dir=bad))
+        assert info.value.field == "claudeConfigDir"
 
 
 def test_options_lists_not_shared() -> None:

@@ -104,3 +104,52 @@ def test_resolve_reports_dropped_env() -> None:
         settings(),
     )
     assert options["extraEnv"] == {"FOO": "1"} and dropped == ["ANTHROPIC_API_KEY"]
+
+
+def test_extra_env_filter_drops_loader_and_interpreter_hooks() -> None:
+    hooks = {
+        "LD_PRELOAD": "/tmp/evil.so",
+        "LD_LIBRARY_PATH": "/tmp",
+        "LD_AUDIT": "/tmp/audit.so",
+        "PYTHONPATH": "/tmp/site",
+        "PYTHONSTARTUP": "/tmp/start.py",
+        "NODE_OPTIONS": "--require /tmp/x.js",
+        "BASH_ENV": "/tmp/rc",
+        "ENV": "/tmp/rc",
+    }
+    kept, dropped = filter_env({**hooks, "LD_PRELOADX": "1", "ENVIRONMENT": "prod", "PATH": "/b"})
+    assert dropped == sorted(hooks)
+    assert kept == {"LD_PRELOADX": "1", "ENVIRONMENT": "prod", "PATH": "/b"}
+
+
+def test_resolve_reports_dropped_hooks_with_provider_keys() -> None:
+    options, dropped = resolve(
+        {
+            "provider": "mock",
+            "prompt": "p",
+            "projectId": "a",
+            "extraEnv": {"PYTHONPATH": "/x", "ANTHROPIC_API_KEY": "k", "OK": "1"},
+        },
+        settings(),
+    )
+    assert options["extraEnv"] == {"OK": "1"}
+    assert dropped == ["ANTHROPIC_API_KEY", "PYTHONPATH"]
+
+
+@pytest.mark.parametrize("field", ["claudeConfigDir", "additionalDirectories"])
+def test_directories_must_be_existing_and_absolute(tmp_path: Path, field: str) -> None:
+    def params(value: str) -> dict[str, object]:
+        base: dict[str, object] = {"provider": "claude", "prompt": "p", "projectId": "a"}
+        base[field] = [str(tmp_path), value] if field == "additionalDirectories" else value
+        return base
+
+    options, _ = resolve(params(str(tmp_path)), settings())
+    assert options[field]
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for bad in ("relative/dir", str(tmp_path / "missing"), str(a_file)):
+        with pytest.raises(InvalidParams) as info:
+            resolve(params(bad), settings())
+        expected = "additionalDirectories.1" if field == "additionalDirectories" else field
+        assert info.value.field == expected
+        assert "existing absolute directory" in info.value.message

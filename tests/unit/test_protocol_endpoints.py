@@ -11,11 +11,14 @@ import pytest
 
 from corral.protocol.endpoints import (
     DISCOVERY_FILE,
+    EndpointError,
     default_data_dir,
     default_events_url,
     default_rpc_url,
     default_runtime_dir,
     ensure_private_dir,
+    ipc_socket_path,
+    prepare_socket_dir,
     read_discovery,
     remove_discovery,
     resolve_client_endpoints,
@@ -134,3 +137,90 @@ def test_client_endpoint_precedence(tmp_path: Path) -> None:
         f"ipc://{rd}/rpc.sock",
         f"ipc://{rd}/events.sock",
     )
+
+
+# --- ipc endpoint paths and their directories ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ipc://@corral",
+        "ipc://\x00corral",
+        "ipc://rpc.sock",
+        "ipc://run/rpc.sock",
+        "ipc://*",
+        "ipc://",
+    ],
+)
+def test_abstract_and_relative_ipc_endpoints_are_refused(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.chmod(tmp_path, 0o755)
+    with pytest.raises(EndpointError) as info:
+        ipc_socket_path(url)
+    assert url in str(info.value)
+    assert ("abstract" in str(info.value)) == url.startswith(("ipc://@", "ipc://\x00"))
+    with pytest.raises(EndpointError):
+        prepare_socket_dir(url)
+    assert mode(tmp_path) == 0o755  # the working directory is never touched
+    assert os.listdir(tmp_path) == []
+
+
+def test_non_ipc_endpoints_have_no_socket_dir(tmp_path: Path) -> None:
+    assert ipc_socket_path("tcp://127.0.0.1:5555") is None
+    assert prepare_socket_dir("tcp://127.0.0.1:5555") is None
+    assert ipc_socket_path(f"ipc://{tmp_path}/r.sock") == tmp_path / "r.sock"
+
+
+def test_socket_dir_created_with_its_parents_0700(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir(mode=0o755)
+    os.chmod(base, 0o755)
+    old_umask = os.umask(0o277)  # a umask that would leave the owner no write bit
+    try:
+        assert prepare_socket_dir(f"ipc://{base}/a/b/rpc.sock") == base / "a" / "b"
+    finally:
+        os.umask(old_umask)
+    assert mode(base / "a") == 0o700
+    assert mode(base / "a" / "b") == 0o700
+    assert mode(base) == 0o755  # existing: left alone
+    # again: it exists now and is ours and private
+    assert prepare_socket_dir(f"ipc://{base}/a/b/events.sock") == base / "a" / "b"
+
+
+def test_existing_socket_dir_is_never_chmodded(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    assert prepare_socket_dir(f"ipc://{shared}/rpc.sock") == shared
+    assert mode(shared) == 0o755
+    for loose in (0o777, 0o1777, 0o775, 0o757):
+        os.chmod(shared, loose)
+        with pytest.raises(EndpointError) as info:
+            prepare_socket_dir(f"ipc://{shared}/rpc.sock")
+        assert str(shared) in str(info.value) and "writable by other users" in str(info.value)
+        assert stat.S_IMODE(os.stat(shared).st_mode) == loose
+
+
+def test_socket_dir_symlink_or_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(EndpointError, match="not a plain directory"):
+        prepare_socket_dir(f"ipc://{tmp_path}/link/rpc.sock")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EndpointError, match="not a plain directory"):
+        prepare_socket_dir(f"ipc://{tmp_path}/file/rpc.sock")
+
+
+def test_socket_dir_of_another_user_is_refused(tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("making a directory of another user needs root")
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    os.chown(other, 65534, 65534)
+    with pytest.raises(EndpointError, match="uid 65534"):
+        prepare_socket_dir(f"ipc://{other}/rpc.sock")
+    assert mode(other) == 0o700

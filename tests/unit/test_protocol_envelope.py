@@ -241,6 +241,107 @@ def test_decode_never_raises_on_json(value: object) -> None:
             assert isinstance(entry.error, RpcError)
 
 
+# ------------------------------------------------------------- params shape, exact ids
+
+
+@pytest.mark.parametrize("params", [b'"x"', b"3", b"-1.5", b"true", b"false"])
+def test_params_neither_object_nor_array_is_an_invalid_request(params: bytes) -> None:
+    entry = rejected(b'{"jsonrpc":"2.0","id":4,"method":"session.get","params":' + params + b"}")
+    assert entry.id == 4
+    assert entry.error.code == -32600
+    assert entry.error.data["reason"] == "invalid_request"
+    assert "params" in entry.error.message
+    # a notification with such params is answered too (it cannot be executed)
+    note = rejected(b'{"jsonrpc":"2.0","method":"session.get","params":' + params + b"}")
+    assert note.id is None
+
+
+def test_params_array_and_object_reach_validation() -> None:
+    for params, expected in [(b"[1,2]", [1, 2]), (b"[]", []), (b"{}", {}), (b"null", None)]:
+        entry = one(b'{"jsonrpc":"2.0","id":1,"method":"m","params":' + params + b"}")
+        assert isinstance(entry, Call)
+        assert entry.params == expected
+
+
+def test_params_shape_in_a_batch_is_per_entry() -> None:
+    d = decode(
+        b'[{"jsonrpc":"2.0","id":1,"method":"m","params":"x"},'
+        b'{"jsonrpc":"2.0","id":2,"method":"m","params":[1]}]'
+    )
+    bad, good = d.entries
+    assert isinstance(bad, Rejected) and bad.id == 1 and bad.error.code == -32600
+    assert isinstance(good, Call) and good.params == [1]
+
+
+def answered_id(payload: bytes) -> bytes:
+    """The id of the answer to ``payload`` as the router writes it (its raw JSON text)."""
+    d = decode(payload)
+    entry = d.entries[0]
+    assert isinstance(entry, Call), entry
+    out = dumps(result_response(entry.id, {"pong": True}))
+    prefix, rest = out.split(b'"id":', 1)
+    assert prefix == b'{"jsonrpc":"2.0",'
+    return rest.split(b',"result"', 1)[0]
+
+
+@pytest.mark.parametrize(
+    "rid",
+    [
+        b"1180591620717411303424",  # 2**70: orjson alone reads it as a float
+        b"-1180591620717411303424",
+        b"9007199254740993",  # 2**53 + 1: not a double
+        b"18446744073709551615",  # 2**64 - 1
+        b"18446744073709551616",  # 2**64
+        b"-9223372036854775809",  # -2**63 - 1
+        b"1" + b"0" * 300,
+        b"1.10",
+        b"1e5",
+        b"-1.5",
+        b"7",
+        b"0.1",
+    ],
+)
+def test_numeric_ids_come_back_exactly_as_sent(rid: bytes) -> None:
+    assert answered_id(b'{"jsonrpc":"2.0","id":' + rid + b',"method":"m"}') == rid
+    # an error answer (a malformed request) keeps it too
+    entry = one(b'{"jsonrpc":"1.0","id":' + rid + b',"method":"m"}')
+    assert isinstance(entry, Rejected)
+    assert dumps(error_response(entry.id, entry.error)).startswith(
+        b'{"jsonrpc":"2.0","id":' + rid + b","
+    )
+
+
+def test_exact_ids_in_a_batch() -> None:
+    big = b"1180591620717411303424"
+    d = decode(
+        b'[{"jsonrpc":"2.0","id":' + big + b',"method":"a"},'
+        b'{"jsonrpc":"2.0","id":"s","method":"b"},'
+        b'{"jsonrpc":"2.0","id":2.50,"method":"c"}]'
+    )
+    ids = [dumps(result_response(e.id, None)).split(b'"id":')[1].split(b",")[0] for e in d.entries]
+    assert ids == [big, b'"s"', b"2.50"]
+
+
+def test_limits_are_the_documented_numbers() -> None:
+    assert MAX_REQUEST_BYTES == 1024 * 1024
+    assert MAX_BATCH == 64
+
+
+def test_a_number_beyond_a_double_is_a_parse_error() -> None:
+    # 1.8e308 is about the largest double; 2e308 cannot be read at all
+    entry = rejected(b'{"jsonrpc":"2.0","id":2' + b"0" * 308 + b',"method":"m"}', ParseError)
+    assert entry.id is None
+    assert answered_id(b'{"jsonrpc":"2.0","id":1' + b"0" * 308 + b',"method":"m"}') == (
+        b"1" + b"0" * 308
+    )
+
+
+def test_exact_ids_leave_plain_ids_alone() -> None:
+    # ids a double writes back verbatim stay Python values
+    assert one(b'{"jsonrpc":"2.0","id":-1.5,"method":"m"}') == Call(-1.5, "m", None, False)
+    assert one(b'{"jsonrpc":"2.0","id":2,"method":"m"}') == Call(2, "m", None, False)
+
+
 # ----------------------------------------------------------------------------- events
 
 
@@ -287,14 +388,36 @@ def test_event_frames_and_data_examples() -> None:
             "projectId": "p",
             "sessionId": "s",
             "status": "running",
-            "stalled": True,
+            "live": True,
+            "activity": "stalled",
+            "activeTool": "Bash",
+            "toolSince": 1,
+            "lastActivity": 1,
+            "idleMs": 5,
+            "toolCalls": {"started": 2, "finished": 1},
             "costUsd": 1.5,
             "inputTokens": 1,
             "outputTokens": 1,
-            "lastActivity": 1,
+            "cacheReadTokens": 0,
+            "cacheCreationTokens": 0,
+            "burnRateUsdPerHour": 0.5,
+            "tokensPerMinute": 10.0,
+            "contextTokens": 1,
+            "contextLimit": 200000,
+            "contextPressure": 0.0,
+            "openConflicts": 0,
+            "attention": {"score": 100, "reason": "stalled: tool Bash has run for 5s"},
+            "stalled": True,
             "messageCount": 3,
         },
-        "conflict": {"path": "/a", "sessionIds": ["s", "t"]},
+        "conflict": {
+            "projectId": "p",
+            "path": "/a",
+            "sessionIds": ["s", "t"],
+            "projectIds": ["p", "q"],
+            "lastWriteTs": 1,
+            "acknowledged": False,
+        },
         "daemon.started": {"version": "0.1.0", "pid": 3},
         "daemon.stopping": {},
         "settings.changed": {"key": "permission_mode", "settings": {"permission_mode": "plan"}},

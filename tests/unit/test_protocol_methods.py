@@ -309,11 +309,26 @@ HEALTH_EXAMPLE = {
     "projectId": "proj-1",
     "sessionId": None,
     "status": None,
-    "stalled": False,
+    "live": False,
+    "activity": "inactive",
+    "activeTool": None,
+    "toolSince": None,
+    "lastActivity": None,
+    "idleMs": 0,
+    "toolCalls": {"started": 0, "finished": 0},
     "costUsd": 0,
     "inputTokens": 0,
     "outputTokens": 0,
-    "lastActivity": None,
+    "cacheReadTokens": 0,
+    "cacheCreationTokens": 0,
+    "burnRateUsdPerHour": 0,
+    "tokensPerMinute": 0,
+    "contextTokens": 0,
+    "contextLimit": 200000,
+    "contextPressure": 0,
+    "openConflicts": 0,
+    "attention": {"score": 0, "reason": ""},
+    "stalled": False,
     "messageCount": 0,
     "extra": "allowed",
 }
@@ -361,12 +376,25 @@ RESULT_EXAMPLES: dict[str, dict[str, Any]] = {
     "settings.set": {"settings": {"permission_mode": "plan"}},
     "health.get": {
         "projects": [HEALTH_EXAMPLE],
-        "aggregates": {"running": 0, "idle": 1, "stalled": 0, "burnRateUsdPerHour": 0.5},
+        "aggregates": {
+            "running": 0,
+            "idle": 1,
+            "stalled": 0,
+            "burnRateUsdPerHour": 0.5,
+            "attention": None,
+        },
     },
     "notifications.list": {"notifications": [NOTIFICATION_EXAMPLE]},
     "conflicts.list": {
         "conflicts": [
-            {"projectId": "p", "path": "/w/a", "sessionIds": ["a", "b"], "lastWriteTs": 1}
+            {
+                "projectId": "p",
+                "path": "/w/a",
+                "sessionIds": ["a", "b"],
+                "projectIds": ["p"],
+                "lastWriteTs": 1,
+                "acknowledged": False,
+            }
         ]
     },
     "conflicts.ack": {"acknowledged": 1},

@@ -452,7 +452,8 @@ def test_health_get_aggregates_live_sessions(rig: RegistryRig) -> None:
     rig.start("q")
     rig.finish_turn("q")
     result = rig.ok("health.get")
-    assert [h["projectId"] for h in result["projects"]] == ["p", "q"]
+    # by attention (both 0), then the newest activity first: q finished last
+    assert [h["projectId"] for h in result["projects"]] == ["q", "p"]
     assert result["aggregates"]["running"] == 1 and result["aggregates"]["idle"] == 1
     unknown = rig.ok("health.get", projectId="zz")["projects"][0]
     assert (unknown["sessionId"], unknown["status"], unknown["live"]) == (None, None, False)

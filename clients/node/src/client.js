@@ -1,13 +1,15 @@
 /**
  * The ZeroMQ side: JSON-RPC 2.0 over a DEALER socket (`["", request]` framing,
  * answers matched by `id`, so many calls can be in flight), events over SUB
- * sockets (`[topic, event]`).
+ * sockets (`[topic, event]`). On a `tcp://` daemon the sockets are CURVE clients
+ * when a key file is configured (see curve.js).
  */
 
 import zmq from "zeromq";
 
 import { ClosedError, CorralTimeoutError, ProtocolError, errorFromJson } from "./errors.js";
-import { resolveEndpoints } from "./endpoints.js";
+import { curveSocketOptions } from "./curve.js";
+import { readDiscovery, resolveEndpoints, runtimeDir } from "./endpoints.js";
 import { Follower, HEARTBEAT_TOPIC } from "./follower.js";
 
 const { Dealer, Subscriber } = zmq;
@@ -42,7 +44,8 @@ export class Subscription {
    * @param {string[]} prefixes topic prefixes (`""` is everything)
    * @param {(topic: string, event: object) => unknown} onEvent called once per event, in
    *   order; when it returns a promise the next event waits for it
-   * @param {{onError?: (error: Error) => void, onClose?: () => void}} [options]
+   * @param {{onError?: (error: Error) => void, onClose?: () => void, socketOptions?: object}} [options]
+   *   `socketOptions`: more options of the SUB socket (CURVE keys)
    */
   constructor(url, prefixes, onEvent, options = {}) {
     this.#prefixes = [...new Set(prefixes)];
@@ -50,7 +53,7 @@ export class Subscription {
     this.#onClose = options.onClose;
     this.#onError =
       options.onError ?? ((error) => console.error("corral-client: event handler failed:", error));
-    this.#socket = new Subscriber({ linger: 0 });
+    this.#socket = new Subscriber({ linger: 0, ...(options.socketOptions ?? {}) });
     this.#socket.connect(url);
     const topics = this.#prefixes.some((p) => HEARTBEAT_TOPIC.startsWith(p))
       ? this.#prefixes
@@ -133,18 +136,29 @@ export class Client {
   #followers = new Set();
   #closed = false;
   #reader;
+  #eventsCurve;
 
   /**
-   * @param {{rpc?: string, events?: string, timeout?: number, env?: Record<string, string | undefined>}} [options]
+   * @param {{rpc?: string, events?: string, timeout?: number, env?: Record<string, string | undefined>,
+   *   curveServerKey?: string, curveKeyFile?: string}} [options]
    *   endpoints not given are resolved from CORRAL_RPC / CORRAL_EVENTS, the
-   *   discovery file, the defaults
+   *   discovery file, the defaults; for a tcp daemon, `curveKeyFile` (the client's
+   *   `.key_secret`, else CORRAL_CURVE_KEY_FILE) and `curveServerKey` (else
+   *   CORRAL_CURVE_SERVER_KEY, else endpoints.json) make the sockets CURVE clients
    */
   constructor(options = {}) {
-    this.endpoints = resolveEndpoints(options, options.env ?? process.env);
+    const env = options.env ?? process.env;
+    this.endpoints = resolveEndpoints(options, env);
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+    let discovery;
+    const found = () => (discovery ??= readDiscovery(runtimeDir(env)));
+    const curve = (url) =>
+      url.startsWith("tcp://") ? curveSocketOptions(url, options, env, found()) : {};
+    const rpcCurve = curve(this.endpoints.rpc);
+    this.#eventsCurve = curve(this.endpoints.events);
     // immediate: queue requests only on a live connection, so a request that
     // could not be sent before its deadline is never delivered later.
-    this.#dealer = new Dealer({ linger: 0, immediate: true });
+    this.#dealer = new Dealer({ linger: 0, immediate: true, ...rpcCurve });
     this.#dealer.connect(this.endpoints.rpc);
     this.#reader = this.#read();
   }
@@ -289,6 +303,7 @@ export class Client {
     const list = typeof prefixes === "string" ? [prefixes] : prefixes;
     const subscription = new Subscription(this.endpoints.events, list, onEvent, {
       ...options,
+      socketOptions: this.#eventsCurve,
       onClose: () => this.#subscriptions.delete(subscription),
     });
     this.#subscriptions.add(subscription);
@@ -324,7 +339,8 @@ export class Client {
 
 /**
  * A client whose daemon answered `daemon.ping`.
- * @param {{rpc?: string, events?: string, timeout?: number, env?: Record<string, string | undefined>}} [options]
+ * @param {{rpc?: string, events?: string, timeout?: number, env?: Record<string, string | undefined>,
+ *   curveServerKey?: string, curveKeyFile?: string}} [options]
  * @returns {Promise<Client>}
  */
 export async function connect(options = {}) {

@@ -22,6 +22,7 @@ from corral.supervisor.providers.claude.launch import (
     ClaudeLaunchOptions,
     build_argv,
     build_env,
+    check_launch_options,
     claude_version,
     find_claude_binary,
 )
@@ -96,6 +97,7 @@ class ClaudeProvider(Provider):
             resume_session_id=request.resume_id,
             session_id=None if request.resume_id else request.session_id,
         )
+        check_launch_options(opts)  # invalid_params before anything is spawned
         operator_env = settings.provider_config("claude").get("env", {})
         env = build_env(
             self.context.base_env,

@@ -3,13 +3,27 @@
 Pure functions only (apart from a bounded ``claude --version`` probe): the
 session actor spawns the process. The CLI is always driven in print mode with
 stream-json on both stdin and stdout, so one process serves many turns.
+
+Values never become flags: every value a client chooses is passed as one
+``--flag=value`` argument, which the CLI's parser takes as that option's value
+whatever it starts with (a ``--flag value`` pair is not safe: ``--worktree
+[name]`` takes its value only when it does not start with ``-``, so
+``--worktree -h`` prints the help). Only corral's constants and plain ids
+(letters, digits, ``._-``, not ``-`` first) stand alone.
+:func:`check_launch_options` refuses, before launch, a model or worktree name
+outside their patterns and directories that are not absolute existing ones.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from corral.protocol import shapes
+from corral.protocol.errors import InvalidParams
+from corral.protocol.shapes import MODEL_NAME_PATTERN
 from corral.supervisor.providers.binaries import binary_version, find_binary
 
 #: Environment variable naming the Claude Code binary (after the configured one).
@@ -92,8 +106,60 @@ class ClaudeLaunchOptions:
     session_id: str | None = None
 
 
+#: A model name or alias: ``sonnet``, ``opus[1m]``, ``claude-sonnet-4-5-20250929``,
+#: a Bedrock ARN or Vertex ``name@version``. Never starts with ``-``.
+MODEL_PATTERN = re.compile(MODEL_NAME_PATTERN.rstrip("*$") + "{0,255}")
+#: A worktree name (Claude Code makes ``.claude/worktrees/<name>`` and a branch of it):
+#: no ``-`` first, no path separator, so it stays one directory under the project.
+WORKTREE_NAME_PATTERN = re.compile(shapes.WORKTREE_NAME_PATTERN)
+
+
+def _absolute_dir(value: str, field_name: str) -> None:
+    if not (os.path.isabs(value) and os.path.isdir(value)):
+        raise InvalidParams(
+            f"{field_name} must be an existing absolute directory", field=field_name
+        )
+
+
+def check_launch_options(opts: ClaudeLaunchOptions) -> None:
+    """Refuse (InvalidParams naming the field) what the CLI must not be given: a
+    model or worktree name outside :data:`MODEL_PATTERN` /
+    :data:`WORKTREE_NAME_PATTERN`, or an ``additionalDirectories`` entry or a
+    ``claudeConfigDir`` that is not an existing absolute directory."""
+    if opts.model is not None and not MODEL_PATTERN.fullmatch(opts.model):
+        raise InvalidParams(
+            "model must be a model name: letters, digits and ._:/@+[]- , not starting "
+            "with - (at most 256 characters)",
+            field="model",
+        )
+    if opts.worktree_name is not None and not WORKTREE_NAME_PATTERN.fullmatch(opts.worktree_name):
+        raise InvalidParams(
+            "worktreeName must be letters, digits and ._- , not starting with . or - "
+            "(at most 128 characters)",
+            field="worktreeName",
+        )
+    for index, directory in enumerate(opts.additional_directories):
+        _absolute_dir(directory, f"additionalDirectories.{index}")
+    if opts.claude_config_dir is not None:
+        _absolute_dir(opts.claude_config_dir, "claudeConfigDir")
+
+
+#: An id that cannot be taken for a flag (a UUID is one); such ids may stand alone.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
+
+
+def _id_args(flag: str, value: str) -> list[str]:
+    """``[flag, value]`` for a plain id (what a session id always is), else the
+    joined ``flag=value``: an id a provider reported is not trusted to be plain."""
+    return [flag, value] if _PLAIN_ID.fullmatch(value) else [f"{flag}={value}"]
+
+
 def build_argv(binary: str, opts: ClaudeLaunchOptions) -> list[str]:
-    """The argv for a multi-turn stream-json Claude process."""
+    """The argv for a multi-turn stream-json Claude process.
+
+    Every value a client chooses is joined to its flag (``--model=VALUE``), so no
+    value can become a flag; only corral's own constants and plain ids stand alone.
+    """
     argv = [
         binary,
         "-p",
@@ -104,22 +170,22 @@ def build_argv(binary: str, opts: ClaudeLaunchOptions) -> list[str]:
         "--verbose",
     ]
     if opts.model:
-        argv += ["--model", opts.model]
+        argv.append(f"--model={opts.model}")
     if opts.permission_mode:
-        argv += ["--permission-mode", opts.permission_mode]
+        argv.append(f"--permission-mode={opts.permission_mode}")
     if opts.max_turns is not None:
-        argv += ["--max-turns", str(opts.max_turns)]
+        argv.append(f"--max-turns={opts.max_turns}")
     if opts.system_prompt:
         flag = "--append-system-prompt" if opts.append_system_prompt else "--system-prompt"
-        argv += [flag, opts.system_prompt]
+        argv.append(f"{flag}={opts.system_prompt}")
     for directory in opts.additional_directories:
-        argv += ["--add-dir", directory]
+        argv.append(f"--add-dir={directory}")
     if opts.worktree_name:
-        argv += ["--worktree", opts.worktree_name]
+        argv.append(f"--worktree={opts.worktree_name}")
     if opts.resume_session_id:
-        argv += ["--resume", opts.resume_session_id]
+        argv += _id_args("--resume", opts.resume_session_id)
     elif opts.session_id:
-        argv += ["--session-id", opts.session_id]
+        argv += _id_args("--session-id", opts.session_id)
     return argv
 
 

@@ -54,7 +54,7 @@ from typing import Any
 import orjson
 
 from corral.actors.normalized import Normalized
-from corral.actors.ports import Capabilities
+from corral.actors.ports import ApprovalDecision, Capabilities
 from corral.supervisor.providers.codex.items import Transcript
 from corral.supervisor.providers.codex.options import CodexSessionOptions
 from corral.supervisor.providers.codex.tools import unwrap_command
@@ -232,6 +232,10 @@ class CodexProtocol:
             if self._phase == "failed":
                 return self._retry_start()
             return self._next_turn()
+
+    def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> list[bytes]:
+        """Approval requests are declined when they arrive in this version."""
+        return []
 
     def interrupt(self) -> list[bytes]:
         """``turn/interrupt`` + ``thread/backgroundTerminals/clean`` (see module doc)."""

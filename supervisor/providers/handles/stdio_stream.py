@@ -18,10 +18,10 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from corral.actors.normalized import Normalized
-from corral.actors.ports import Capabilities, ExitReport, LaunchRequest
+from corral.actors.ports import ApprovalDecision, Capabilities, ExitReport, LaunchRequest
 from corral.supervisor.process import ProviderProcess
 
 log = logging.getLogger("corral.providers")
@@ -61,6 +61,10 @@ class LineProtocol(Protocol):
         """One output line: items for the session, and lines to write back."""
         ...
 
+    def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> list[bytes]:
+        """Lines answering the permission prompt ``request`` (empty: cannot)."""
+        ...
+
 
 class StreamParser(Protocol):
     def feed_line(self, line: bytes | str) -> list[Normalized]: ...
@@ -76,8 +80,10 @@ class PromptLines:
         encode_prompt: Callable[[str], bytes],
         encode_interrupt: Callable[[], bytes] | None,
         capabilities: Capabilities | None = None,
+        encode_answer: Callable[[dict[str, Any], ApprovalDecision], list[bytes]] | None = None,
     ) -> None:
         self._parser = parser
+        self._encode_answer = encode_answer
         self._encode_prompt = encode_prompt
         self._encode_interrupt = encode_interrupt
         self._capabilities = capabilities or Capabilities(mid_turn_prompts=True)
@@ -97,6 +103,9 @@ class PromptLines:
 
     def feed(self, line: bytes) -> tuple[list[Normalized], list[bytes]]:
         return self._parser.feed_line(line), []
+
+    def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> list[bytes]:
+        return self._encode_answer(request, decision) if self._encode_answer else []
 
 
 @dataclass
@@ -170,6 +179,12 @@ class StdioStreamHandle:
             )
         )
         self._end_stdin(self._protocol.interrupt())
+
+    def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> bool:
+        """Write the answer to a permission prompt now (bounded), whatever the
+        session's inbox holds: the provider waits for it."""
+        lines = self._protocol.answer(request, decision)
+        return bool(lines) and self._write(lines, PROMPT_WRITE_TIMEOUT_S)
 
     def close(self) -> None:
         self._stopping.set()

@@ -16,10 +16,10 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from corral.actors.normalized import Normalized
-from corral.actors.ports import Capabilities, ExitReport, LaunchRequest
+from corral.actors.ports import ApprovalDecision, Capabilities, ExitReport, LaunchRequest
 
 log = logging.getLogger("corral.providers")
 
@@ -94,6 +94,9 @@ class ThreadStreamHandle:
 
     def stop_turn(self) -> None:
         self._cancel.set()
+
+    def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> bool:
+        return False  # in-process turns ask no one (see the provider's doc)
 
     def close(self) -> None:
         self._closing.set()
