@@ -76,6 +76,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX notifications_by_ts ON notifications (ts DESC);
     """,
+    # 3: approvals (pending ones are resolved by a restart)
+    """
+    CREATE TABLE approvals (
+        approval_id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        resolved_by TEXT,
+        decision TEXT
+    );
+    CREATE INDEX approvals_pending ON approvals (session_id) WHERE resolved_by IS NULL;
+    """,
 )
 
 NOTIFICATIONS_KEPT = 1000
@@ -347,35 +359,84 @@ def upsert_session(conn: apsw.Connection, s: dict[str, Any], options: dict[str, 
     )
 
 
-def mark_interrupted(conn: apsw.Connection, error: str) -> int:
+def save_approval(conn: apsw.Connection, approval: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO approvals (approval_id, session_id, created_at, body) "
+        "VALUES (?, ?, ?, ?)",
+        (
+            approval["approvalId"],
+            approval["sessionId"],
+            approval["createdAt"],
+            orjson.dumps(approval).decode(),
+        ),
+    )
+
+
+def resolve_approval(conn: apsw.Connection, approval_id: str, decision: str, by: str) -> bool:
+    conn.execute(
+        "UPDATE approvals SET resolved_by = ?, decision = ? "
+        "WHERE approval_id = ? AND resolved_by IS NULL",
+        (by, decision, approval_id),
+    )
+    return conn.changes() > 0
+
+
+def pending_approvals(conn: apsw.Connection, session_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT body FROM approvals WHERE session_id = ? AND resolved_by IS NULL "
+        "ORDER BY created_at",
+        (session_id,),
+    ).fetchall()
+    return [orjson.loads(str(body)) for (body,) in rows]
+
+
+def mark_interrupted(
+    conn: apsw.Connection, error: str, resolved: list[dict[str, Any]] | None = None
+) -> int:
     """Sessions left `running` (or `idle`) by a dead daemon become `error`, with a
-    system message saying so at the end of their transcript."""
+    system message saying so at the end of their transcript. Their pending
+    approvals are denied ``by: restart`` (a transcript line each; appended to
+    ``resolved`` as ``approval.resolved`` data)."""
     now = now_ms()
     with conn:
         rows = conn.execute(
             "SELECT session_id, last_seq_id FROM sessions WHERE status IN ('running', 'idle')"
         ).fetchall()
         for session_id, last_seq in rows:
-            seq = int(last_seq or 0) + 1
-            insert_messages(
-                conn,
-                str(session_id),
-                [
-                    {
-                        "id": uuid.uuid4().hex,
-                        "seqId": seq,
-                        "role": "system",
-                        "content": error,
-                        "timestamp": now,
-                    }
-                ],
-            )
+            seq = int(last_seq or 0)
+            notes: list[dict[str, Any]] = []
+            for approval in pending_approvals(conn, str(session_id)):
+                resolve_approval(conn, approval["approvalId"], "deny", "restart")
+                seq += 1
+                notes.append(_system(seq, f"denied (daemon restarted): {approval['summary']}", now))
+                if resolved is not None:
+                    resolved.append(
+                        {
+                            "approvalId": approval["approvalId"],
+                            "sessionId": str(session_id),
+                            "decision": "deny",
+                            "by": "restart",
+                            "projectId": approval.get("projectId"),
+                        }
+                    )
+            seq += 1
+            insert_messages(conn, str(session_id), [*notes, _system(seq, error, now)])
             conn.execute(
                 "UPDATE sessions SET status = 'error', error = ?, updated_at = ?, "
-                "last_seq_id = ?, message_count = message_count + 1 WHERE session_id = ?",
-                (error, now, seq, session_id),
+                "last_seq_id = ?, message_count = message_count + ? WHERE session_id = ?",
+                (error, now, seq, len(notes) + 1, session_id),
             )
     return len(rows)
+
+
+def _system(seq: int, text: str, now: int) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "seqId": seq,
+        "role": "system",
+        "content": text,
+        "timestamp": now,
+    }
 
 
 def fail_session(conn: apsw.Connection, session_id: str, error: str) -> bool:
@@ -389,6 +450,7 @@ def fail_session(conn: apsw.Connection, session_id: str, error: str) -> bool:
 
 def delete_session(conn: apsw.Connection, session_id: str) -> bool:
     conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+    conn.execute("DELETE FROM approvals WHERE session_id = ?", (session_id,))
     conn.execute("DELETE FROM provider_raw WHERE session_id = ?", (session_id,))
     conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
     return conn.changes() > 0

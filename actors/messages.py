@@ -56,6 +56,16 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Approved:
+    """A client answered an approval (already given to the provider by the registry)."""
+
+    approval_id: str
+    allow: bool
+    message: str | None
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
 class Retire:
     """Leave memory: close the provider process and stop the actor."""
 

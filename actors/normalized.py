@@ -21,6 +21,10 @@ cost       ``cost_usd`` (cumulative for the provider session when       no
            ``cost_cumulative``), per-turn token counts, and the model's
            ``context_window`` when the provider reports it
 status     ``text``/``status``: a transient provider state (api retry)  no
+approval   the agent waits for a person: ``tool_name``, ``tool_input``,  system
+           ``tool_id``, ``text`` (a one-line summary), ``raw``
+           ``{"request": what the provider needs to answer it,
+           "suggestions"?: what remember would allow}``
 delta      ``text``: characters added to a message still streaming;    no
            ``status``: its role (``assistant`` or ``thinking``);
            ``raw`` ``{"offset": characters before them}``. Published as
@@ -60,6 +64,7 @@ Kind = Literal[
     "cost",
     "status",
     "delta",
+    "approval",
     "compaction",
     "turn_end",
     "unknown",

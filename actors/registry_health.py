@@ -1,4 +1,4 @@
-"""The registry's supervision of live sessions: Health records and file conflicts.
+"""The registry's supervision of live sessions: Health, file conflicts, approvals.
 
 A mixin of :class:`~corral.actors.registry.RegistryActor` (run on the
 registry's thread). Each live session reports its committed Session and a
@@ -8,11 +8,14 @@ model with the operator's overrides) to make the contract's Health. ``health``
 events go out at most once per project per second and only when something a
 client shows changed. Conflicts are live state (never stored): the index is
 fed by ``FilesWritten`` tells and forgets a session when it leaves the map.
+Approvals are answered here on the urgent path: through the session's Control,
+straight to the provider (exactly once), then told to the session.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import apsw
@@ -29,11 +32,12 @@ from corral.actors.health import (
     sort_projects,
     visible_change,
 )
-from corral.actors.messages import FilesWritten
+from corral.actors.messages import Approved, FilesWritten
 from corral.actors.notifications import Notifications
-from corral.actors.ports import Outbox, ReplyTo
+from corral.actors.ports import ApprovalDecision, Outbox, ReplyTo
 from corral.actors.scheduler import Scheduler, Tick
 from corral.actors.settings import Settings
+from corral.protocol.errors import NoSession, NotFound
 
 
 class SupervisionRequests:
@@ -51,6 +55,8 @@ class SupervisionRequests:
     @property
     def conn(self) -> apsw.Connection:
         raise NotImplementedError
+
+    _current: Callable[[str], Any]  # the live Entry of a project, or None
 
     # ------------------------------------------------------------ health
 
@@ -151,3 +157,34 @@ class SupervisionRequests:
         if count:
             self._publish_health(project_id)
         return {"acknowledged": count}
+
+    # ------------------------------------------------------------ approvals
+
+    def rpc_approvals_list(self, params: dict[str, Any], _r: ReplyTo) -> dict[str, Any]:
+        project_id = params.get("projectId")
+        entries = [self.projects[project_id]] if project_id in self.projects else []
+        if project_id is None:
+            entries = list(self.projects.values())
+        approvals = [a for e in entries for a in e.control.pending()]
+        approvals.sort(key=lambda a: (a["createdAt"], a["approvalId"]))
+        return {"approvals": approvals}
+
+    def rpc_agent_approve(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
+        project_id = params["projectId"]
+        entry = self._current(project_id)
+        if entry is None:
+            raise NoSession(f"project {project_id!r} has no current session")
+        allow = params["decision"] == "allow"
+        approval_id = params["approvalId"]
+        pending = {a["approvalId"]: a for a in entry.control.pending()}.get(approval_id)
+        decision = ApprovalDecision(
+            allow=allow,
+            message=params.get("message"),
+            updated_input=params.get("updatedInput") if allow else None,
+            remember=bool(params.get("remember")) and allow,
+            suggestions=(pending or {}).get("suggestions"),
+        )
+        if entry.control.answer(approval_id, decision) is None:
+            raise NotFound(f"no pending approval {approval_id!r} in project {project_id!r}")
+        # the provider has its answer; the session records it and replies
+        entry.ref.tell(Approved(approval_id, allow, params.get("message"), reply_to))

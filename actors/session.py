@@ -1,16 +1,11 @@
 """SessionActor: one per live session; the single owner of that session's state.
 
-It owns the session's :class:`~corral.actors.record.SessionRecord` (model,
-cost, tokens, counts), its :class:`~corral.actors.state.Lifecycle` (status,
-turns waiting, a stop asked for), the seqId counter, the provider handle,
-the prompts held for a provider that takes none mid-turn, and the stall and
-cleanup timers. Provider output arrives parsed; the actor assigns seqIds,
-converts to AgentMessages and hands one store write per step to the
-StoreActor, whose commit publishes the events. It reports up by ``tell`` only.
-
-Stopping is urgent and must not wait behind queued provider output, so the
-registry calls :class:`~corral.actors.control.Control` directly and then tells
-the actor, which finishes the bookkeeping when the turn or the process ends.
+It owns the session's SessionRecord, its Lifecycle (status, turns waiting, a
+stop asked for), the seqId counter, the provider handle, prompts held for the
+turn's end, its Health state, approvals (``session_approvals``) and timers
+(``session_timers``). Provider output arrives parsed; each step becomes one
+store write whose commit publishes the events. It reports up by ``tell`` only;
+urgent control (stop, approvals) reaches the provider through ``Control``.
 """
 
 from __future__ import annotations
@@ -28,9 +23,9 @@ import pykka
 from corral.actors import convert, db, oplog
 from corral.actors.conflicts import write_paths
 from corral.actors.control import Control, exit_reason
-from corral.actors.error_class import classify
 from corral.actors.health import HealthState
 from corral.actors.messages import (
+    Approved,
     Begin,
     FilesWritten,
     Prompt,
@@ -54,12 +49,13 @@ from corral.actors.ports import (
 )
 from corral.actors.record import SessionRecord
 from corral.actors.scheduler import Generation, Scheduler, Tick
+from corral.actors.session_approvals import SessionApprovals
 from corral.actors.session_timers import SessionTimers
 from corral.actors.session_write import delta_event, dump_raw, step_ops
 from corral.actors.settings import Settings
 from corral.actors.stall import StallClock
 from corral.actors.state import Lifecycle, is_terminal
-from corral.actors.store import AddRaw, ForgetLive, Write
+from corral.actors.store import AddRaw, ForgetLive, Publication, Write
 from corral.protocol.errors import InternalError, ProviderUnavailable, RpcError
 
 __all__ = ["Control", "SessionActor", "SessionDeps", "new_session_row"]
@@ -92,7 +88,7 @@ def new_session_row(
     return SessionRecord.new(session_id, project_id, provider, model)
 
 
-class SessionActor(SessionTimers, pykka.ThreadingActor):
+class SessionActor(SessionApprovals, SessionTimers, pykka.ThreadingActor):
     def __init__(
         self,
         record: SessionRecord,
@@ -123,6 +119,9 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
         self.error_info: str | None = None
         self.stopped_by_client = False
         self.turn_began = time.monotonic()
+        self.approvals: dict[str, dict[str, Any]] = {}
+        self.pending_ops: list[Any] = []
+        self.pending_pubs: list[Publication] = []
         self.cleanup_gen = Generation()
         self.last_retry_notice = 0.0
 
@@ -162,8 +161,13 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
             self._on_begin(message)
         elif isinstance(message, Stop):
             self._on_stop(message.reply_to)
+        elif isinstance(message, Approved):
+            self._on_approved(message)
         elif isinstance(message, Tick):
-            self._on_tick(message)
+            if message.kind == "approval":
+                self._on_approval_tick(message)
+            else:
+                self._on_tick(message)
         elif isinstance(message, Retire):
             self._on_retire(message.reason)
         else:
@@ -297,6 +301,11 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
             return
         self.queued.clear()  # a stop cancels the prompts waiting for the turn's end
         self.stop_waiters.append(reply_to)
+        # pending approvals are denied before the interrupt (by the registry's
+        # urgent path already when it stopped the turn; here for the others)
+        denied = self._resolve_all("stop", "stopped by a client")
+        if denied:
+            self._commit(denied, health=True)
         if self.proc is None:
             messages: list[dict[str, Any]] = []
             self._stopped(messages)
@@ -336,6 +345,9 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
             kind = n.kind
             if kind == "delta":
                 self._publish_delta(n)
+            elif kind == "approval":
+                messages.append(self._on_approval_item(n))
+                continue
             elif kind == "init":
                 self._on_init(n)
             elif kind == "tool_call" and n.tool_id and n.tool_name:
@@ -400,6 +412,8 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
 
     def _on_turn_end(self, n: Normalized, messages: list[dict[str, Any]]) -> bool:
         """A turn ended; True if the status changed."""
+        if self.approvals:  # nobody answered before the turn ended
+            messages.extend(self._resolve_all("stop", "the turn ended"))
         if self.life.stopping and self.life.running:
             self._stopped(messages)
             return True
@@ -442,7 +456,7 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
         self.proc = None
         self.control.set(None)
         if self.life.running:
-            messages: list[dict[str, Any]] = []
+            messages = self._resolve_all("stop", "the provider ended") if self.approvals else []
             if self.life.stopping:
                 self._stopped(messages)
             else:
@@ -460,9 +474,11 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
     def _on_retire(self, reason: str) -> None:
         if self.life.running:
             # Daemon shutdown: the turn is cut short; a later prompt can resume it.
+            lines = self._resolve_all("stop", f"interrupted: {reason}") if self.approvals else []
             self.life.interrupted()
             self.rec.error = f"interrupted: {reason}"
-            self._commit([self._system_message(self.rec.error)], status_changed=True)
+            lines.append(self._system_message(self.rec.error))
+            self._commit(lines, status_changed=True)
         self.stall.stop()
         self.cleanup_gen.next()
         self.proc_gen.next()
@@ -488,19 +504,6 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
         self.stall.stop()
         self._schedule_cleanup()
         self._log_turn_end()
-
-    def _log_turn_end(self) -> None:
-        rec, ids = self.rec, self._ids()
-        if self.stopped_by_client:
-            oplog.session_stopped(*ids)
-        elif self.life.status == "error":
-            oplog.session_error(
-                *ids, classify(rec.error, provider_code=self.error_info)[0], rec.error or ""
-            )
-        took = time.monotonic() - self.turn_began
-        oplog.turn_ended(
-            *ids, self.life.status, rec.cost_usd, rec.input_tokens, rec.output_tokens, took
-        )
 
     def _user_message(self, text: str) -> dict[str, Any]:
         self.seq += 1
@@ -556,6 +559,9 @@ class SessionActor(SessionTimers, pykka.ThreadingActor):
             status_changed=status_changed,
             cost_changed=cost_changed,
         )
+        ops += self.pending_ops  # approvals requested or resolved in this step
+        publish += self.pending_pubs
+        self.pending_ops, self.pending_pubs = [], []
         report = status_changed or cost_changed or health
         change = self._changed(status_changed)
         waiters: list[ReplyTo] = []

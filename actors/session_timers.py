@@ -1,10 +1,11 @@
-"""A session actor's timers and throttled notices: the stall clock, the cleanup grace.
+"""A session actor's timers and notices: the stall clock, the cleanup grace, the log.
 
 A mixin of :class:`~corral.actors.session.SessionActor` (these run on the
 session's thread): the stall timer re-arms itself while the session runs and
 tells the registry once when silence becomes a stall (naming a hung tool);
 the cleanup timer asks the registry to retire a finished session after the
-grace; provider retries are noticed at most once per RETRY_NOTICE_INTERVAL_S.
+grace; provider retries are noticed at most once per RETRY_NOTICE_INTERVAL_S;
+the end of each turn is one operator log line.
 Every tick carries its generation, so a cancelled timer's late tick is ignored.
 """
 
@@ -16,9 +17,11 @@ from typing import Any
 import pykka
 
 from corral.actors import oplog
+from corral.actors.error_class import classify
 from corral.actors.health import HealthState
 from corral.actors.messages import Notify, RequestRetire
 from corral.actors.normalized import Normalized
+from corral.actors.record import SessionRecord
 from corral.actors.scheduler import Generation, Tick
 from corral.actors.settings import Settings
 from corral.actors.stall import StallClock
@@ -40,6 +43,10 @@ class SessionTimers:
     session_id: str
     project_id: str
     last_retry_notice: float
+    rec: SessionRecord
+    stopped_by_client: bool
+    error_info: str | None
+    turn_began: float
 
     def _ids(self) -> tuple[str, str]:
         return self.session_id, self.project_id
@@ -99,4 +106,17 @@ class SessionTimers:
         self._tell(
             self.deps.registry,
             Notify("warning", "system", n.text, self.session_id, self.project_id),
+        )
+
+    def _log_turn_end(self) -> None:
+        rec, ids = self.rec, self._ids()
+        if self.stopped_by_client:
+            oplog.session_stopped(*ids)
+        elif self.life.status == "error":
+            oplog.session_error(
+                *ids, classify(rec.error, provider_code=self.error_info)[0], rec.error or ""
+            )
+        took = time.monotonic() - self.turn_began
+        oplog.turn_ended(
+            *ids, self.life.status, rec.cost_usd, rec.input_tokens, rec.output_tokens, took
         )

@@ -85,6 +85,21 @@ class SaveNotification:
 
 
 @dataclass(frozen=True)
+class SaveApproval:
+    """A pending approval (the Approval object)."""
+
+    approval: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResolveApproval:
+    session_id: str
+    approval_id: str
+    decision: str
+    by: str
+
+
+@dataclass(frozen=True)
 class SaveSetting:
     key: str
     value: str
@@ -100,6 +115,8 @@ Operation = (
     | FailSession
     | SaveNotification
     | SaveSetting
+    | SaveApproval
+    | ResolveApproval
 )
 
 
@@ -180,8 +197,10 @@ SKIPPED = "skipped: session deleted"
 def _session_of(op: Operation) -> str | None:
     if isinstance(op, SaveSession):
         return str(op.session["sessionId"])
-    if isinstance(op, AddMessages | AddRaw):
+    if isinstance(op, AddMessages | AddRaw | ResolveApproval):
         return op.session_id
+    if isinstance(op, SaveApproval):
+        return str(op.approval["sessionId"])
     return None
 
 
@@ -225,6 +244,11 @@ def _apply(conn: apsw.Connection, op: Operation, gone: Tombstones) -> Any:
     if isinstance(op, SaveSetting):
         db.save_setting(conn, op.key, op.value)
         return None
+    if isinstance(op, SaveApproval):
+        db.save_approval(conn, op.approval)
+        return None
+    if isinstance(op, ResolveApproval):
+        return db.resolve_approval(conn, op.approval_id, op.decision, op.by)
     raise TypeError(f"unknown store operation {op!r}")
 
 

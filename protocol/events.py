@@ -12,6 +12,8 @@ from typing import Any
 
 from corral.protocol.shapes import (
     AGENT_MESSAGE,
+    APPROVAL,
+    APPROVAL_RESOLVED,
     BOOT,
     CONFLICT,
     HEALTH,
@@ -67,6 +69,8 @@ EVENTS: dict[str, dict] = {
             "outputTokens": _COUNT,
         }
     ),
+    "approval.requested": APPROVAL,
+    "approval.resolved": APPROVAL_RESOLVED,
     "agent.delta": _data(
         {
             "sessionId": _STR,

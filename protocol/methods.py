@@ -22,6 +22,8 @@ from corral.protocol.errors import InvalidParams, MethodNotFound
 from corral.protocol.schema import Validator, compile_schema
 from corral.protocol.shapes import (
     AGENT_MESSAGE,
+    APPROVAL,
+    APPROVAL_DECISIONS,
     BOOT,
     CONFLICT,
     ENV_NAME_PATTERN,
@@ -395,6 +397,41 @@ _SPECS: tuple[MethodSpec, ...] = (
         "Acknowledge (clear) the project's conflicts.",
         _PROJECT_PARAMS,
         _result({"acknowledged": _int("conflicts acknowledged")}),
+    ),
+    MethodSpec(
+        "approvals.list",
+        "Pending approvals (of a project, or all), oldest first.",
+        _OPTIONAL_PROJECT_PARAMS,
+        _result({"approvals": {"type": "array", "items": APPROVAL}}),
+    ),
+    MethodSpec(
+        "agent.approve",
+        "Answer a pending approval of the project's current session.",
+        _params(
+            {
+                "projectId": PROJECT_ID,
+                "approvalId": _str("the approval to answer", non_empty=True),
+                "decision": {"type": "string", "enum": list(APPROVAL_DECISIONS)},
+                "message": _str("told to the agent on deny", no_nul=True),
+                "updatedInput": {
+                    "type": "object",
+                    "description": "allow only: the tool runs with this input instead",
+                },
+                "remember": {
+                    "type": "boolean",
+                    "description": "allow this kind of call for the rest of the session "
+                    "where the provider supports it",
+                },
+            },
+            ("projectId", "approvalId", "decision"),
+        ),
+        _result(
+            {
+                "approvalId": {"type": "string"},
+                "decision": {"type": "string", "enum": list(APPROVAL_DECISIONS)},
+            }
+        ),
+        ("no_session", "not_found"),
     ),
 )
 

@@ -336,6 +336,50 @@ HEALTH: dict = _obj(
     description="Health of one project",
 )
 
+APPROVAL_DECISIONS: tuple[str, ...] = ("allow", "deny")
+APPROVAL_RESOLVERS: tuple[str, ...] = ("client", "timeout", "stop", "restart")
+
+APPROVAL: dict = _obj(
+    {
+        "approvalId": {"type": "string"},
+        "sessionId": {"type": "string"},
+        "projectId": {"type": "string"},
+        "provider": {"type": "string"},
+        "toolName": {"type": "string"},
+        "input": {"type": "object", "description": "the tool call's input"},
+        "summary": {
+            "type": "string",
+            "description": "one line: the command, or the path and the kind of change",
+        },
+        "createdAt": _int(MS),
+        "suggestions": {
+            "type": "array",
+            "description": "what `remember` would allow (provider-specific)",
+        },
+    },
+    (
+        "approvalId",
+        "sessionId",
+        "projectId",
+        "provider",
+        "toolName",
+        "input",
+        "summary",
+        "createdAt",
+    ),
+    description="Approval: an agent waits for a person to allow or deny a tool call",
+)
+
+APPROVAL_RESOLVED: dict = _obj(
+    {
+        "approvalId": {"type": "string"},
+        "sessionId": {"type": "string"},
+        "decision": {"type": "string", "enum": list(APPROVAL_DECISIONS)},
+        "by": {"type": "string", "enum": list(APPROVAL_RESOLVERS)},
+    },
+    ("approvalId", "sessionId", "decision", "by"),
+)
+
 CONFLICT: dict = _obj(
     {
         "projectId": {"type": "string"},

@@ -127,7 +127,8 @@ class Daemon:
         except db.DatabaseError as exc:
             raise ConfigError(str(exc)) from None
         conn = db.connect(cfg.db_path)
-        interrupted = db.mark_interrupted(conn, RESTART_ERROR)
+        denied: list[dict[str, Any]] = []
+        interrupted = db.mark_interrupted(conn, RESTART_ERROR, denied)
         conn.close()
         oplog.restart_recovered(interrupted)
 
@@ -199,6 +200,9 @@ class Daemon:
                 "endpoints": info["endpoints"],
             },
         )
+        for resolved in denied:  # pending approvals a dead daemon left: denied by restart
+            project_id = resolved.pop("projectId", None)
+            self._outbox.publish("approval.resolved", resolved, project_id)
         self._scheduler.call_every(1.0, self._store, Heartbeat)
         sd_notify("READY=1")
         self._watchdog = Watchdog([self._outbox.router, self._outbox.store], self._outbox.counts)

@@ -99,6 +99,8 @@ TABLE: dict[str, Route] = {
     "notifications.list": _registry(R.rpc_notifications_list),
     "conflicts.list": _registry(R.rpc_conflicts_list),
     "conflicts.ack": _registry(R.rpc_conflicts_ack),
+    "approvals.list": _registry(R.rpc_approvals_list),
+    "agent.approve": _registry(R.rpc_agent_approve),
 }
 
 

@@ -4,7 +4,7 @@ One module per group of commands, each a small typer app merged into this one
 (its commands are listed under the group's heading in ``corral --help``):
 
 - ``server``: serve, demo, version (the only ones that import the daemon, lazily)
-- ``agents``: start, prompt, stop
+- ``agents``: start, prompt, stop; ``approvals``: approvals, approve
 - ``sessions``: ls, show, restore, clear, purge
 - ``streams``: tail (and the ``--follow`` of start and prompt); ``watch``: watch
 - ``status``: health, notifications, conflicts, info; ``settings``: settings
@@ -24,6 +24,7 @@ import typer
 
 from corral.supervisor.cli import (
     agents,
+    approvals,
     config_cmd,
     db,
     keys,
@@ -76,7 +77,7 @@ def _root(
     """
 
 
-for group in (server, agents, sessions, streams, watch, status, raw):
+for group in (server, agents, approvals, sessions, streams, watch, status, raw):
     app.add_typer(group.app)
 app.add_typer(settings.app, name="settings", rich_help_panel="Status")
 app.add_typer(service.app, name="service", rich_help_panel="Daemon")

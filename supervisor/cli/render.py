@@ -1,7 +1,7 @@
 """How the CLI shows things to people: transcript lines and tables (rich).
 
 Everything here is a pure function from protocol objects (AgentMessage, Session,
-Health, ...) to rich renderables, with the current time passed in where an age
+Approval, ...) to rich renderables, with the current time passed in where an age
 is shown, so tests can render them through a recording console.
 """
 
@@ -17,8 +17,11 @@ from rich.text import Text
 
 __all__ = [
     "age",
+    "approvals_table",
+    "decision_line",
     "message_text",
     "money",
+    "one_line",
     "sessions_table",
     "short_id",
     "status_style",
@@ -47,7 +50,7 @@ def now_ms() -> int:
 
 
 def short_id(session_id: str | None) -> str:
-    """The first 8 characters of a session id (what ``ls`` shows)."""
+    """The first 8 characters of a session or approval id (what ``ls`` shows)."""
     return (session_id or "")[:8] or "-"
 
 
@@ -191,3 +194,48 @@ def simple_table(headers: Iterable[str], plain: bool = False) -> Table:
     for header in headers:
         table.add_column(header)
     return table
+
+
+def approvals_table(approvals: Iterable[Mapping[str, Any]], now: int, plain: bool = False) -> Table:
+    """``corral approvals``: one row per pending Approval (project, short id, tool,
+    summary, age), in the order given (the daemon lists the oldest first)."""
+    table = Table(box=None if plain else box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("PROJECT", no_wrap=True)
+    table.add_column("APPROVAL", no_wrap=True)
+    table.add_column("TOOL", no_wrap=True, style="yellow")
+    table.add_column("SUMMARY", overflow="fold")
+    table.add_column("AGE", justify="right", no_wrap=True)
+    for a in approvals:
+        table.add_row(
+            Text(str(a.get("projectId", ""))),
+            short_id(a.get("approvalId")),
+            Text(str(a.get("toolName", ""))),
+            Text(one_line(a.get("summary"))),
+            age(a.get("createdAt"), now),
+        )
+    return table
+
+
+def one_line(value: Any) -> str:
+    """Text on one line: runs of whitespace (newlines too) become one space."""
+    return " ".join(str(value or "").split())
+
+
+def decision_line(
+    approval: Mapping[str, Any],
+    decision: str,
+    *,
+    message: str | None = None,
+    remember: bool = False,
+) -> str:
+    """What was decided: ``allowed Bash: echo hi (api, approval 1a2b3c4d)``."""
+    verb = "allowed" if decision == "allow" else "denied"
+    if remember and decision == "allow":
+        verb += " (and remembered for this session)"
+    tool, summary = approval.get("toolName"), one_line(approval.get("summary"))
+    what = f" {tool}: {summary}" if tool and summary else f" {tool or summary}".rstrip()
+    where = f"{approval.get('projectId', '')}, approval {short_id(approval.get('approvalId'))}"
+    line = f"{verb}{what} ({where})"
+    if message and decision == "deny":
+        line += f": {one_line(message)}"
+    return line

@@ -1,7 +1,15 @@
-"""`corral watch`: the dashboard as rendered text, a live snapshot, and a daemon restart."""
+"""`corral watch`: the dashboard as rendered text, a live snapshot, a daemon restart, and
+the full-screen mode on a pseudo-terminal (keys in cbreak mode, `q` quits)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import sys
+import termios
 import time
 from collections.abc import Callable
 from typing import Any
@@ -162,3 +170,49 @@ def test_watch_survives_a_daemon_restart(daemon_factory: Callable[..., DaemonPro
     finally:
         watcher.close()
         cx.close()
+
+
+def read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    """What a pty's master side shows until ``needle`` appears (or the time is up)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:  # the child closed its side
+                break
+    return seen
+
+
+def test_watch_on_a_terminal_reads_keys_and_quits_on_q(daemon: DaemonProcess) -> None:
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    before = termios.tcgetattr(slave)
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    command = "from corral.supervisor.cli import main; main()"
+    argv = [sys.executable, "-c", command, "watch", "--rpc", daemon.rpc_url]
+    argv += ["--events", daemon.events_url]
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    try:
+        assert b"connected" in read_until(master, b"connected", 20.0)
+        assert termios.tcgetattr(slave)[3] & termios.ICANON == 0  # cbreak while it runs
+        os.write(master, b"jkx")  # nothing to select: the screen stays
+        time.sleep(0.3)
+        assert proc.poll() is None
+        os.write(master, b"q")
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            read_until(master, b"\x00", 0.1)  # keep the pty drained
+        assert proc.returncode == 0
+        assert termios.tcgetattr(slave) == before  # the terminal is given back as it was
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        os.close(master)
+        os.close(slave)

@@ -52,6 +52,8 @@ CONTRACT_EVENTS = {
     "notification",
     "health",
     "conflict",
+    "approval.requested",
+    "approval.resolved",
     "daemon.started",
     "daemon.stopping",
     "settings.changed",

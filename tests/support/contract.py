@@ -26,6 +26,8 @@ CONTRACT_METHODS = frozenset(
         "notifications.list",
         "conflicts.list",
         "conflicts.ack",
+        "approvals.list",
+        "agent.approve",
     }
 )
 
@@ -46,4 +48,5 @@ CONTRACT_METHOD_ERRORS: dict[str, frozenset[str]] = {
     "session.purge": frozenset({"session_running"}),
     "project.purge": frozenset({"session_running"}),
     "settings.set": frozenset({"invalid_params"}),
+    "agent.approve": frozenset({"no_session", "not_found"}),
 }

@@ -123,7 +123,9 @@ def test_help_lists_groups_and_connection_options() -> None:
     assert top.exit_code == 0
     for heading in ("Daemon", "Agents", "Sessions", "Live", "Status", "Protocol"):
         assert heading in top.stdout
-    for command in ("serve", "start", "ls", "show", "tail", "watch", "settings", "call"):
+    for command in (
+        "serve", "start", "approvals", "approve", "ls", "show", "tail", "watch", "settings", "call"
+    ):  # fmt: skip
         assert f" {command} " in top.stdout
     assert "--install-completion" in top.stdout and "--version" in top.stdout
     sub = runner.invoke(app, ["ls", "--help"], env={"COLUMNS": "120", "NO_COLOR": "1"})

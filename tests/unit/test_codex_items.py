@@ -22,9 +22,7 @@ NOTE = (
 )
 BUSY = "We\u2019re currently experiencing high demand, which may cause temporary errors."
 FAILED = "stream disconnected before completion: fake response.failed"
-DECLINED_ECHO = (
-    "Declined Codex's request to run `echo hi`: corral does not answer this Codex request yet."
-)
+ASK_ECHO = ("approval", "Bash", {"command": "echo hi"}, "echo hi")
 
 
 def _clean(value: Any, cwd: str) -> Any:
@@ -53,6 +51,8 @@ def summary(n: Normalized, cwd: str = "\0") -> tuple[Any, ...]:
         return ("status", n.status, n.text)
     if n.kind == "turn_end":
         return ("turn_end", n.is_error, n.text, n.error_info)
+    if n.kind == "approval":
+        return ("approval", n.tool_name, _clean(n.tool_input, cwd), _clean(n.text, cwd))
     return (n.kind,)
 
 
@@ -72,11 +72,7 @@ ECHO = ("call", "Bash", {"command": "echo hi"})
 SLEEP = ("call", "Bash", {"command": "sleep 30"})
 WRITE = ("call", "Write", {"file_path": "<cwd>/hello.txt", "content": "hello from apply_patch\n"})
 CREATED = ("result", "Created <cwd>/hello.txt", False)
-DECLINED_PATCH = (
-    "system",
-    "Declined Codex's request to change <cwd>/hello.txt: corral does not answer this Codex "
-    "request yet.",
-)
+ASK_PATCH = ("approval", *WRITE[1:], "Write <cwd>/hello.txt")
 APPROVAL_ANSWER = ("text", "Finished after the approval answer.")
 RECOVERED = [("text", "Recovered on the next turn."), COST, ("system", NOTE), DONE]
 
@@ -126,8 +122,8 @@ EXPECTED: dict[str, list[list[tuple[Any, ...]]]] = {
         [
             INIT,
             ECHO,
-            ("system", DECLINED_ECHO),
-            ("result", "hi\n", False),  # the recorder accepted; corral's decline is not replayed
+            ASK_ECHO,
+            ("result", "hi\n", False),  # accepted
             COST,
             ("system", NOTE),
             APPROVAL_ANSWER,
@@ -139,7 +135,7 @@ EXPECTED: dict[str, list[list[tuple[Any, ...]]]] = {
         [
             INIT,
             ECHO,
-            ("system", DECLINED_ECHO),
+            ASK_ECHO,
             ("result", "Declined: the command was not run", True),
             COST,
             ("system", NOTE),
@@ -152,7 +148,7 @@ EXPECTED: dict[str, list[list[tuple[Any, ...]]]] = {
         [
             INIT,
             ECHO,
-            ("system", DECLINED_ECHO),
+            ASK_ECHO,
             ("result", "Declined: the command was not run", True),
             COST,
             ("system", NOTE),
@@ -164,9 +160,10 @@ EXPECTED: dict[str, list[list[tuple[Any, ...]]]] = {
             INIT,
             ECHO,
             (
-                "system",
-                "Declined Codex's request to run `echo hi` (Allow running echo hi outside the "
-                "sandbox?): corral does not answer this Codex request yet.",
+                "approval",
+                "Bash",
+                {"command": "echo hi"},
+                "echo hi (Allow running echo hi outside the sandbox?)",
             ),
             ("result", "hi\n", False),
             COST,
@@ -183,7 +180,7 @@ EXPECTED: dict[str, list[list[tuple[Any, ...]]]] = {
         [
             INIT,
             WRITE,
-            DECLINED_PATCH,
+            ASK_PATCH,
             CREATED,
             COST,
             ("system", NOTE),

@@ -2,15 +2,16 @@
 
 Every recording's ``out`` lines are replayed through a :class:`CodexProtocol`
 (:func:`replay`): the protocol's own requests stand in for the recorder's, the
-recorder's request ids are mapped onto the protocol's, and every line the
-protocol writes is kept. The lines are checked against the app-server's JSON
-Schema (a small validator below covers the keywords the bundle uses).
+recorder's request ids are mapped onto the protocol's, the recorder's answer to
+an approval request is given as the same decision through ``answer()`` (a
+``cancel`` through ``interrupt()``), and every line the protocol writes is kept.
+The lines are checked against the app-server's JSON Schema (a small validator
+below covers the keywords the bundle uses).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.actors.normalized import Normalized
+from corral.actors.ports import ApprovalDecision
+from corral.supervisor.providers.codex.approvals import APPROVAL_METHODS
 from corral.supervisor.providers.codex.options import CodexSessionOptions, session_options
 from corral.supervisor.providers.codex.protocol import DECLINES, CodexProtocol, decline
 
@@ -93,6 +96,15 @@ def _turn_text(msg: dict[str, Any]) -> str:
     return str(inputs[0].get("text", ""))
 
 
+#: the recorder's approval decisions, as a person's decision (None: an interrupt)
+RECORDED_DECISIONS: dict[str, ApprovalDecision | None] = {
+    "accept": ApprovalDecision(allow=True),
+    "acceptForSession": ApprovalDecision(allow=True, remember=True),
+    "decline": ApprovalDecision(allow=False),
+    "cancel": None,
+}
+
+
 def replay(name: str, options: CodexSessionOptions | None = None) -> Replay:
     records = load(name)
     by_proc: dict[int, list[dict[str, Any]]] = {}
@@ -115,6 +127,7 @@ def _replay_process(records: list[dict[str, Any]], options: CodexSessionOptions)
     unmatched: list[dict[str, Any]] = []  # the protocol's requests not yet mapped
     id_map: dict[Any, Any] = {}
     opened = False
+    asked: dict[Any, dict[str, Any]] = {}  # approval requests not answered yet, by id
 
     def take(lines: list[bytes]) -> None:
         for line in lines:
@@ -133,6 +146,9 @@ def _replay_process(records: list[dict[str, Any]], options: CodexSessionOptions)
     for record in records:
         msg = record.get("msg")
         if record["dir"] == "in":
+            if msg is not None and "method" not in msg and msg.get("id") in asked:
+                _answer_approval(proc, asked.pop(msg["id"]), msg, take)
+                continue
             if msg is None or "method" not in msg or "id" not in msg:
                 continue  # a notification, an answer to a server request, a raw line
             method = msg["method"]
@@ -158,12 +174,39 @@ def _replay_process(records: list[dict[str, Any]], options: CodexSessionOptions)
         found, replies = proc.protocol.feed(line)
         proc.items.extend(found)
         if msg is not None and "method" in msg and "id" in msg:
+            if any(n.kind == "approval" for n in found):
+                assert replies == [], f"approval request {msg['method']} answered at once"
+                asked[msg["id"]] = msg
+                continue
             assert len(replies) == 1, f"server request {msg['method']} got {replies}"
             proc.answers.append((msg, orjson.loads(replies[0])))
             proc.written.append(orjson.loads(replies[0]))
         else:
             take(replies)
     return proc
+
+
+def _answer_approval(
+    proc: Process,
+    request: dict[str, Any],
+    recorded: dict[str, Any],
+    take: Any,
+) -> None:
+    """Give the protocol the decision the recorder sent for ``request``."""
+    (approval,) = [n for n in proc.items if n.kind == "approval" and _asks(n, request)]
+    decision = RECORDED_DECISIONS[recorded["result"]["decision"]]
+    if decision is None:
+        lines = proc.protocol.interrupt()
+    else:
+        lines = proc.protocol.answer(approval.raw["request"], decision)
+    answer = orjson.loads(lines[0])
+    proc.answers.append((request, answer))
+    proc.written.append(answer)
+    take(lines[1:])
+
+
+def _asks(n: Normalized, request: dict[str, Any]) -> bool:
+    return n.raw is not None and n.raw["request"]["id"] == request["id"]
 
 
 # ------------------------------------------------------------------ a JSON Schema subset
@@ -491,42 +534,42 @@ def test_every_declined_request_answers_in_its_schema_shape(method: str) -> None
 
 
 def test_every_server_request_in_the_schema_is_answered() -> None:
+    """Approval requests wait for a person (``test_codex_approvals.py``); every other
+    server request is answered at once."""
     from corral.supervisor.providers.codex.items import Transcript
 
+    methods = set()
     for variant in schema()["definitions"]["ServerRequest"]["oneOf"]:
         (method,) = variant["properties"]["method"]["enum"]
+        methods.add(method)
+        if method in APPROVAL_METHODS:
+            continue
         result, error, _ = decline(method, {}, Transcript())
         assert (result is None) != (error is None), method
         if result is not None:
             assert not errors(_response_definition(method), result), method
-
-
-def test_approval_decisions_are_decline() -> None:
-    answers = {
-        msg["method"]: answer
-        for name in ("approval_accept", "apply_patch_approval", "approval_on_request_escalated")
-        for p in replay(name).processes
-        for msg, answer in p.answers
-    }
-    assert answers["item/commandExecution/requestApproval"]["result"] == {"decision": "decline"}
-    assert answers["item/fileChange/requestApproval"]["result"] == {"decision": "decline"}
+    assert methods >= APPROVAL_METHODS
+    assert not APPROVAL_METHODS & set(DECLINES)  # never declined any more
 
 
 def test_declines_are_reported_naming_what_was_asked() -> None:
-    notes = [
-        n.text
-        for n in replay("approval_decline").items
-        if n.kind == "system" and n.text.startswith("Declined")
+    protocol = CodexProtocol(CodexSessionOptions())
+    question = {"questions": [{"id": "q", "header": "h", "question": "Which branch?"}]}
+    request = {"method": "item/tool/requestUserInput", "id": 4, "params": question}
+    items, lines = protocol.feed(orjson.dumps(request))
+    assert [n.text for n in items] == [
+        "Declined Codex's request to answer a question: Which branch?: corral does not answer "
+        "this Codex request yet."
     ]
-    assert notes == [
-        "Declined Codex's request to run `echo hi`: corral does not answer this Codex request yet."
+    assert orjson.loads(lines[0]) == {"id": 4, "result": {"answers": {}}}
+    legacy = {"method": "execCommandApproval", "id": 5, "params": {"command": ["rm", "x"]}}
+    items, lines = protocol.feed(orjson.dumps(legacy))
+    assert [n.text for n in items] == [
+        "Declined Codex's request to run `rm x`: corral does not answer this Codex request yet."
     ]
-    notes = [
-        n.text
-        for n in replay("apply_patch_approval").items
-        if n.kind == "system" and n.text.startswith("Declined")
-    ]
-    assert len(notes) == 1 and re.search(r"change /\S+/hello\.txt", notes[0])
+    assert orjson.loads(lines[0])["result"]["decision"] == {
+        "denied": {"rejection": "corral does not answer this Codex request yet"}
+    }
 
 
 def test_an_unknown_server_request_gets_an_error_answer() -> None:

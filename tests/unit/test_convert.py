@@ -19,7 +19,7 @@ from corral.actors.convert import (
 from corral.actors.normalized import Kind, Normalized
 
 DISPLAYED = ["init", "text", "thinking", "tool_call", "tool_result", "error", "system"]
-HIDDEN = ["cost", "status", "delta", "compaction", "turn_end", "unknown"]
+HIDDEN = ["cost", "status", "delta", "approval", "compaction", "turn_end", "unknown"]
 REQUIRED = {"id": str, "seqId": int, "role": str, "content": str, "timestamp": int}
 OPTIONAL = {"toolName", "toolInput", "toolPath", "parentId", "toolUseId", "isError"}
 ROLES = {"user", "assistant", "tool-call", "tool-result", "thinking", "system"}

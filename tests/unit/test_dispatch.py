@@ -237,6 +237,7 @@ def _valid_params(method: str) -> dict[str, Any]:
         "agent.prompt": {"projectId": "p", "prompt": "more"},
         "session.purge": {"sessionId": "s"},
         "settings.set": {"key": "permission_mode", "value": "plan"},
+        "agent.approve": {"projectId": "p", "approvalId": "a1", "decision": "allow"},
     }
     if method in samples:
         return samples[method]

@@ -361,6 +361,8 @@ def test_topics() -> None:
         "notification",
         "health",
         "conflict",
+        "approval.requested",
+        "approval.resolved",
     } == PROJECT_EVENTS
 
 
@@ -417,6 +419,22 @@ def test_event_frames_and_data_examples() -> None:
             "projectIds": ["p", "q"],
             "lastWriteTs": 1,
             "acknowledged": False,
+        },
+        "approval.requested": {
+            "approvalId": "a",
+            "sessionId": "s",
+            "projectId": "p",
+            "provider": "mock",
+            "toolName": "Bash",
+            "input": {"command": "echo hi > out.txt"},
+            "summary": "echo hi > out.txt",
+            "createdAt": 1,
+        },
+        "approval.resolved": {
+            "approvalId": "a",
+            "sessionId": "s",
+            "decision": "allow",
+            "by": "client",
         },
         "daemon.started": {"version": "0.1.0", "pid": 3},
         "daemon.stopping": {},

@@ -29,6 +29,8 @@ REQUIRED_VALUES: dict[str, object] = {
     "sessionId": "s-1",
     "key": "permission_mode",
     "value": "plan",
+    "approvalId": "a-1",
+    "decision": "allow",
 }
 
 
@@ -398,6 +400,22 @@ RESULT_EXAMPLES: dict[str, dict[str, Any]] = {
         ]
     },
     "conflicts.ack": {"acknowledged": 1},
+    "approvals.list": {
+        "approvals": [
+            {
+                "approvalId": "a-1",
+                "sessionId": "s-1",
+                "projectId": "proj-1",
+                "provider": "claude",
+                "toolName": "Bash",
+                "input": {"command": "rm -rf build/"},
+                "summary": "rm -rf build/",
+                "createdAt": 1,
+                "suggestions": [],
+            }
+        ]
+    },
+    "agent.approve": {"approvalId": "a-1", "decision": "deny"},
 }
 
 

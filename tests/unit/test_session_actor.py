@@ -27,7 +27,7 @@ from corral.actors.messages import (
     Stop,
 )
 from corral.actors.normalized import Normalized
-from corral.actors.ports import Capabilities, ExitReport, LaunchRequest
+from corral.actors.ports import ApprovalDecision, Capabilities, ExitReport, LaunchRequest
 from corral.actors.scheduler import Scheduler
 from corral.actors.session import Control, SessionActor, SessionDeps, new_session_row
 from corral.actors.settings import DEFAULTS, Settings
@@ -68,6 +68,7 @@ class FakeHandle:
     handed: int = 0
     acked: int = 0
     mid_turn: bool = True
+    answers: list[tuple[dict[str, Any], ApprovalDecision]] = field(default_factory=list)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -89,6 +90,10 @@ class FakeHandle:
 
     def stop_turn(self) -> None:
         self.stopped = True
+
+    def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> bool:
+        self.answers.append((request, decision))
+        return True
 
     def close(self) -> None:
         self.closed = True

@@ -5,9 +5,12 @@ stdio. ``adapter.py`` is the provider the daemon loads (entry point
 ``codex``); the rest is split by concern:
 
 * ``protocol.py`` — :class:`CodexProtocol`, the session's dialect: handshake,
-  thread start/resume, turns, interrupts and the answers to server requests;
+  thread start/resume, turns, interrupts, pending approvals and the answers to
+  server requests;
 * ``items.py`` — server notifications (items, deltas, usage, errors, turn ends)
   turned into :class:`~corral.actors.normalized.Normalized` values;
+* ``approvals.py`` — Codex's approval requests as corral approvals, and the
+  answers to a person's decisions;
 * ``tools.py`` — Codex tool items (commands, file changes, MCP calls, …) as
   corral tool calls and results;
 * ``pricing.py`` — the price table that turns token usage into dollars;

@@ -201,6 +201,7 @@ class _Open:
     output: list[str] = field(default_factory=list)
     tool_ids: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    calls: list[Normalized] = field(default_factory=list)
 
 
 class Transcript:
@@ -236,6 +237,11 @@ class Transcript:
         """The paths of an open fileChange item (for naming an approval request)."""
         found = self._open.get(item_id)
         return list(found.paths) if found is not None else []
+
+    def open_calls(self, item_id: str) -> list[Normalized]:
+        """The tool calls of an open tool item (what an approval request is about)."""
+        found = self._open.get(item_id)
+        return list(found.calls) if found is not None else []
 
     def notification(self, method: str, params: dict[str, Any]) -> list[Normalized]:
         """The normalized values for one notification (possibly none)."""
@@ -287,7 +293,7 @@ class Transcript:
         calls = tool_calls(item_id, kind, item)
         if calls is None:
             return []
-        opened = _Open(kind, tool_ids=[c.tool_id or item_id for c in calls])
+        opened = _Open(kind, tool_ids=[c.tool_id or item_id for c in calls], calls=list(calls))
         opened.paths = [
             str((c.tool_input or {}).get("file_path"))
             for c in calls

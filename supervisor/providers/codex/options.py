@@ -21,6 +21,13 @@ default             on-request     workspace-write
 plan                on-request     read-only
 =================== ============== ==================
 
+Checked with the real CLI (0.169.0): under ``on-request`` + ``workspace-write``
+a command that stays in the sandbox (``echo hi > out.txt`` in the workspace)
+runs without asking; Codex asks only to leave the sandbox (an escalation with
+a reason, network, extra permissions). ``untrusted`` asks before every command
+that is not a known read-only one and before every patch; ``never`` never asks.
+The answers are ``approvals.py``'s.
+
 ``providerConfig.approvalPolicy`` and ``providerConfig.sandbox`` override the
 table; ``providerConfig.config`` is passed as the thread's ``config`` (Codex
 ``config.toml`` keys, dotted for nesting, as with ``codex -c key=value``).

@@ -22,17 +22,23 @@ Codex runs one turn at a time: :attr:`mid_turn_prompts` is False, and a prompt
 handed over while a turn runs (or before the thread is open) waits here and
 starts when the turn ends.
 
-``interrupt()`` writes ``turn/interrupt {threadId, turnId}`` and
+``interrupt()`` answers every pending approval ``cancel`` (a denial that
+also ends the turn), then writes ``turn/interrupt {threadId, turnId}`` and
 ``thread/backgroundTerminals/clean {threadId}``: a command that was running
 survives an interrupt (and even the next turn) until its background terminal
 is cleaned. Before the turn id is known the interrupt is sent as soon as
 ``turn/start`` answers; before the thread is open the first turn is not
 started at all and the session gets ``turn_end`` "interrupted".
 
-Server requests are never left hanging. Approval requests and everything else
-Codex asks with an id are **declined** for now, each with the response shape
-its schema wants (:data:`DECLINES`), and reported as a ``system`` note naming
-what was declined; ``currentTime/read`` is simply answered.
+Server requests are never left hanging. The three approval requests (a
+command, a file change, extra permissions) become ``approval`` values for a
+person to answer (``approvals.py``): they are kept as pending until
+:meth:`CodexProtocol.answer` gives Codex the person's decision, an interrupt
+answers them ``cancel`` first, or Codex withdraws them
+(``serverRequest/resolved``, the end of their turn, the end of the process).
+Everything else Codex asks with an id is **declined**, with the response
+shape its schema wants (:data:`DECLINES`), and reported as a ``system`` note
+naming what was declined; ``currentTime/read`` is simply answered.
 
 An error answer to one of corral's requests becomes an ``error``; when it
 kills the start (``initialize``, ``thread/start``, ``thread/resume``) or a
@@ -55,6 +61,13 @@ import orjson
 
 from corral.actors.normalized import Normalized
 from corral.actors.ports import ApprovalDecision, Capabilities
+from corral.supervisor.providers.codex.approvals import (
+    APPROVAL_METHODS,
+    PendingApproval,
+    answer_result,
+    approval_item,
+    cancel_result,
+)
 from corral.supervisor.providers.codex.items import Transcript
 from corral.supervisor.providers.codex.options import CodexSessionOptions
 from corral.supervisor.providers.codex.tools import unwrap_command
@@ -89,30 +102,17 @@ def _as_text(data: bytes) -> str:
     return data.decode("utf-8", "replace").rstrip("\r\n")
 
 
+def _key(request_id: Any) -> bytes:
+    """A request id as a dict key (JSON ids may be numbers or strings: 1 is not "1")."""
+    try:
+        return orjson.dumps(request_id)
+    except TypeError:
+        return repr(request_id).encode()
+
+
 # ---------------------------------------------------------------- server requests
 
 Decline = Callable[[dict[str, Any], Transcript], tuple[dict[str, Any], str]]
-
-
-def _command(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any], str]:
-    command = _str(params.get("command"))
-    what = f"run `{unwrap_command(command)}`" if command else "run a command"
-    reason = _str(params.get("reason"))
-    return {"decision": "decline"}, what + (f" ({reason})" if reason else "")
-
-
-def _file_change(params: dict[str, Any], transcript: Transcript) -> tuple[dict[str, Any], str]:
-    paths = transcript.open_paths(_str(params.get("itemId")) or "")
-    what = "change " + (", ".join(paths) if paths else "files")
-    reason = _str(params.get("reason"))
-    return {"decision": "decline"}, what + (f" ({reason})" if reason else "")
-
-
-def _permissions(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any], str]:
-    reason = _str(params.get("reason"))
-    return {"permissions": {}, "scope": "turn"}, "grant extra permissions" + (
-        f" ({reason})" if reason else ""
-    )
 
 
 def _user_input(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any], str]:
@@ -145,11 +145,9 @@ def _legacy_patch(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any
     return {"decision": decision}, "change " + (", ".join(paths) if paths else "files")
 
 
-#: method -> how to decline it: (the response ``result``, what was asked).
+#: method -> how to decline it: (the response ``result``, what was asked). The
+#: approval requests are not here: a person answers them (``approvals.py``).
 DECLINES: dict[str, Decline] = {
-    "item/commandExecution/requestApproval": _command,
-    "item/fileChange/requestApproval": _file_change,
-    "item/permissions/requestApproval": _permissions,
     "item/tool/requestUserInput": _user_input,
     "mcpServer/elicitation/request": _elicitation,
     "item/tool/call": _dynamic_tool,
@@ -200,6 +198,9 @@ class CodexProtocol:
         self._interrupt_wanted = False
         self._cancelled = False
         self._failed_step: str | None = None
+        # approval requests waiting for a person, by their id's JSON encoding
+        self._approvals: dict[bytes, PendingApproval] = {}
+        self._notes: list[Normalized] = []  # said with the next line fed
 
     # ------------------------------------------------------------ LineProtocol
 
@@ -233,21 +234,48 @@ class CodexProtocol:
                 return self._retry_start()
             return self._next_turn()
 
+    @property
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        """The approval requests waiting for an answer (their ``raw["request"]``)."""
+        with self._lock:
+            return [
+                {"id": p.request_id, "method": p.method, "itemId": p.item_id}
+                for p in self._approvals.values()
+            ]
+
     def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> list[bytes]:
-        """Approval requests are declined when they arrive in this version."""
-        return []
+        """The response to a pending approval request (``raw["request"]`` of its
+        ``approval`` item); empty when it is unknown or was answered already."""
+        if not isinstance(request, dict) or "id" not in request:
+            return []
+        key = _key(request["id"])
+        with self._lock:
+            pending = self._approvals.get(key)
+            if pending is None or request.get("method", pending.method) != pending.method:
+                return []
+            del self._approvals[key]
+            result, note = answer_result(pending, decision)
+            if note is not None:
+                self._notes.append(Normalized(kind="system", text=note))
+            return [_line({"id": pending.request_id, "result": result})]
 
     def interrupt(self) -> list[bytes]:
-        """``turn/interrupt`` + ``thread/backgroundTerminals/clean`` (see module doc)."""
+        """``cancel`` for every pending approval, then ``turn/interrupt`` +
+        ``thread/backgroundTerminals/clean`` (see module doc)."""
         with self._lock:
+            lines = [
+                _line({"id": p.request_id, "result": cancel_result(p)})
+                for p in self._approvals.values()
+            ]
+            self._approvals.clear()
             self._waiting.clear()
             if self._phase != "ready":
                 self._cancelled = True
-                return []
+                return lines
             if self._turn_active and self._turn_id is None:
                 self._interrupt_wanted = True
-                return []
-            return self._interrupt_lines()
+                return lines
+            return lines + self._interrupt_lines()
 
     def feed(self, line: bytes) -> tuple[list[Normalized], list[bytes]]:
         """One stdout line: normalized items, and the lines to write back."""
@@ -261,7 +289,10 @@ class CodexProtocol:
             return [self._unparsed(line)], []
         try:
             with self._lock:
-                return self._dispatch(message)
+                items, lines = self._dispatch(message)
+                if self._notes:
+                    items, self._notes = self._notes + items, []
+                return items, lines
         except Exception:  # defensive: a protocol bug must not kill the session
             log.exception("codex app-server: failed to handle a line")
             return [Normalized(kind="unknown", raw={"unhandled": message})], []
@@ -270,6 +301,7 @@ class CodexProtocol:
         """Close the items still open (the process ended mid-turn): partial texts and
         an ``is_error`` result for each running tool call."""
         with self._lock:
+            self._approvals.clear()  # nobody can answer them any more
             return self.transcript.close_open(reason)
 
     # ------------------------------------------------------------ writing
@@ -422,6 +454,10 @@ class CodexProtocol:
     def _server_request(
         self, request_id: Any, method: str, params: dict[str, Any]
     ) -> tuple[list[Normalized], list[bytes]]:
+        if method in APPROVAL_METHODS:
+            item, pending = approval_item(request_id, method, params, self.transcript)
+            self._approvals[_key(request_id)] = pending
+            return [item], []  # answered later, by a person (see answer())
         result, error, note = decline(method, params, self.transcript)
         answer: dict[str, Any] = {"id": request_id}
         if error is not None:
@@ -439,6 +475,9 @@ class CodexProtocol:
         )
 
     def _notification(self, method: str, params: dict[str, Any]) -> list[Normalized]:
+        if method == "serverRequest/resolved" and "requestId" in params:
+            # Codex no longer waits for it (answered, or withdrawn at a turn's end)
+            self._approvals.pop(_key(params["requestId"]), None)
         if self._foreign(params):
             return []
         if method == "turn/started":
@@ -451,7 +490,14 @@ class CodexProtocol:
             self._turn_active = False
             self._turn_id = None
             self._interrupt_wanted = False
+            self._forget_approvals(_str(_dict(params.get("turn")).get("id")))
         return self.transcript.notification(method, params)
+
+    def _forget_approvals(self, turn_id: str | None) -> None:
+        """A turn ended: Codex waits for none of its approval requests any more."""
+        for key, pending in list(self._approvals.items()):
+            if turn_id is None or pending.turn_id in (None, turn_id):
+                del self._approvals[key]
 
     def _after_notification(self, method: str, params: dict[str, Any]) -> list[bytes]:
         if method == "turn/completed" and not self._foreign(params):
