@@ -159,7 +159,20 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
             db.load_settings(self._conn), self._settings_defaults, self.pinned_settings
         )
         self.notifications.load(self._conn)
+        self._notice_missing_binaries()
         self._enforce_retention()
+
+    def _notice_missing_binaries(self) -> None:
+        """A provider whose binary the operator named (provider_settings bin) but
+        that cannot run: one ``system`` notification at start."""
+        for name in self._catalog.names():
+            if not self.settings.provider_config(name).get("bin"):
+                continue
+            if not self.settings.provider_enabled(name):
+                continue
+            available, detail = self._catalog.availability(name, self.settings.values)
+            if not available:
+                self._notify("warning", "system", f"{name} is not available: {detail}", None, None)
 
     def on_stop(self) -> None:
         if self._conn is not None:

@@ -15,6 +15,8 @@ The store also answers the daemon heartbeat from committed state, so the
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,9 @@ from corral.actors import db
 from corral.actors.ports import Outbox
 
 log = logging.getLogger("corral.store")
+
+FAILURE_NOTICE_INTERVAL_S = 10.0
+"""A failing database is notified (a ``system`` notification) at most this often."""
 
 
 # ------------------------------------------------------------- operations
@@ -270,6 +275,8 @@ class StoreActor(pykka.ThreadingActor):
 
     def __init__(self, path: Path, outbox: Outbox) -> None:
         super().__init__()
+        self._last_failure_notice = float("-inf")
+        self._last_error: str | None = None
         self._path = path
         self._outbox = outbox
         self._conn: apsw.Connection | None = None
@@ -359,7 +366,8 @@ class StoreActor(pykka.ThreadingActor):
                                 for op in w.ops
                             ]
                         )
-        except Exception:
+        except Exception as exc:
+            self._last_error = str(exc)
             if len(writes) > 1:
                 log.warning("store: batch of %d writes failed; retrying one by one", len(writes))
             else:
@@ -391,6 +399,18 @@ class StoreActor(pykka.ThreadingActor):
             self._run(lambda: write.then(results) if write.then else None)
 
     def _fail(self, write: Write) -> None:
+        now = time.monotonic()
+        if now - self._last_failure_notice >= FAILURE_NOTICE_INTERVAL_S:
+            # Not stored (the database is what fails): published directly.
+            self._last_failure_notice = now
+            note = {
+                "id": uuid.uuid4().hex,
+                "variant": "error",
+                "kind": "system",
+                "message": f"database write failed: {self._last_error or 'unknown error'}",
+                "ts": db.now_ms(),
+            }
+            self._outbox.publish("notification", note)
         if write.on_error is not None:
             err = RuntimeError("database write failed")
             self._run(lambda: write.on_error(err) if write.on_error else None)

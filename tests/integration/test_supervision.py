@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.protocol.client import Client, Subscriber
+from tests.conftest import DaemonFactory
 from tests.integration.helpers import poll, set_setting, start_mock, wait_status
 
 
@@ -183,3 +184,20 @@ def test_a_burst_of_tool_calls_gives_at_most_two_health_events(
     last = events[-1]["data"]
     assert last["toolCalls"] == final["toolCalls"] and last["status"] == "done"
     assert last["costUsd"] == final["costUsd"]
+
+
+def test_a_configured_provider_binary_missing_at_start_is_a_system_notification(
+    daemon_factory: DaemonFactory,
+) -> None:
+    first = daemon_factory("m")
+    settings = '{"codex": {"config": {"bin": "/nonexistent/codex"}}}'
+    with first.client() as client:
+        set_setting(client, "provider_settings", settings)
+        assert client.call("notifications.list") == {"notifications": []}
+    first.stop()
+    again = daemon_factory("m")
+    with again.client() as client:
+        notes = client.call("notifications.list")["notifications"]
+    assert [n["kind"] for n in notes] == ["system"]
+    assert notes[0]["message"].startswith("codex is not available: ")
+    assert "/nonexistent/codex" in notes[0]["message"]

@@ -307,3 +307,16 @@ def test_a_write_queued_before_a_purge_cannot_bring_the_session_back(store: Any)
     assert len(got) == 1  # its callback still ran (flow-control credits)
     beats = [d for e, d, _p in outbox.events if e == "daemon.heartbeat"]
     assert beats[-1]["lastSeqIds"] == {}
+
+
+def test_a_failing_write_is_notified_once_per_interval(store: Any) -> None:
+    ref, outbox, _path = store
+    ref.tell(Write([SaveSession(session_row("n"), {}), AddMessages("n", [message(1)])]))
+    for _ in range(3):  # the same seqId again: each of these writes fails
+        ref.tell(Write([AddMessages("n", [message(1)])]))
+    drain(ref)
+    notes = [data for event, data, _p in outbox.events if event == "notification"]
+    assert len(notes) == 1  # not once per failed write
+    assert notes[0]["kind"] == "system" and notes[0]["variant"] == "error"
+    assert notes[0]["message"].startswith("database write failed: ")
+    assert "UNIQUE" in notes[0]["message"]
