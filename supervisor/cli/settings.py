@@ -11,6 +11,8 @@ from corral.supervisor.cli.common import (
     DEFAULT_TIMEOUT,
     CommandFailed,
     Ctx,
+    CurveKeyFileOpt,
+    CurveServerKeyOpt,
     EventsOpt,
     JsonOpt,
     RpcOpt,
@@ -35,11 +37,13 @@ def settings(
     events: EventsOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     json_output: JsonOpt = False,
+    curve_server_key: CurveServerKeyOpt = None,
+    curve_key_file: CurveKeyFileOpt = None,
 ) -> None:
     """Read and change the daemon's settings (alone: print them all)."""
     if ctx.invoked_subcommand is not None:
         return
-    cx = Ctx(rpc, events, timeout, json_output)
+    cx = Ctx(rpc, events, timeout, json_output, curve_server_key, curve_key_file)
     code = run_guarded(cx, lambda: _print_all(cx))
     if code:
         raise typer.Exit(code)
