@@ -28,7 +28,7 @@ from typing import Any
 import pykka
 import zmq
 
-from corral.actors import db, oplog
+from corral.actors import db, db_check, oplog
 from corral.actors.messages import Shutdown
 from corral.actors.reader import ReaderActor, ReaderPool
 from corral.actors.registry import RegistryActor
@@ -122,9 +122,9 @@ class Daemon:
             except CurveSetupError as exc:
                 raise ConfigError(str(exc)) from None
         try:
-            if not db.check_database(cfg.db_path):
+            if not db_check.check_database(cfg.db_path):
                 log.warning("%s: quick_check cut short; run `corral db check`", cfg.db_path)
-        except db.DatabaseError as exc:
+        except db_check.DatabaseError as exc:
             raise ConfigError(str(exc)) from None
         conn = db.connect(cfg.db_path)
         denied: list[dict[str, Any]] = []

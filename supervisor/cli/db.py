@@ -91,14 +91,14 @@ def _open_readonly(db_path: Path) -> Any:
     """A read-only connection, or exit 1 saying why the file cannot be one."""
     import apsw
 
-    from corral.actors import db
+    from corral.actors import db_check
 
     try:
         with db_path.open("rb") as fh:
-            header = fh.read(len(db.SQLITE_MAGIC))
+            header = fh.read(len(db_check.SQLITE_MAGIC))
     except OSError as exc:
         _fail(EXIT_PROBLEM, f"cannot read {db_path}: {exc.strerror}")
-    if header != db.SQLITE_MAGIC:
+    if header != db_check.SQLITE_MAGIC:
         what = "an empty file" if not header else "not a SQLite database"
         _fail(EXIT_PROBLEM, f"{db_path} is {what}")
     try:

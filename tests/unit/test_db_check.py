@@ -1,4 +1,4 @@
-"""The daemon's start check of an existing database file (actors.db.check_database):
+"""The daemon's start check of an existing database file (actors.db_check.check_database):
 what is refused, with which message, and how long the check may take."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from corral.actors import db
+from corral.actors import db, db_check
 
 ADVICE = "corral db check"
 
@@ -46,8 +46,8 @@ def make_db(path: Path, messages: int = 2000, size: int = 2000) -> Path:
 
 def refused(path: Path, advice: str = ADVICE) -> str:
     before = path.read_bytes()
-    with pytest.raises(db.DatabaseError) as info:
-        db.check_database(path)
+    with pytest.raises(db_check.DatabaseError) as info:
+        db_check.check_database(path)
     message = str(info.value)
     assert str(path) in message
     assert advice in message
@@ -56,12 +56,12 @@ def refused(path: Path, advice: str = ADVICE) -> str:
 
 
 def test_missing_file_is_a_first_start(tmp_path: Path) -> None:
-    assert db.check_database(tmp_path / "corral.db") is True
+    assert db_check.check_database(tmp_path / "corral.db") is True
     assert not (tmp_path / "corral.db").exists()
 
 
 def test_good_database_passes(tmp_path: Path) -> None:
-    assert db.check_database(make_db(tmp_path / "corral.db")) is True
+    assert db_check.check_database(make_db(tmp_path / "corral.db")) is True
 
 
 def test_empty_file_is_refused(tmp_path: Path) -> None:
@@ -118,10 +118,10 @@ def test_database_of_something_else_is_refused(tmp_path: Path) -> None:
 
 
 def test_check_is_bounded_in_time(tmp_path: Path) -> None:
-    assert db.QUICK_CHECK_BUDGET_S == 3.0
+    assert db_check.QUICK_CHECK_BUDGET_S == 3.0
     path = make_db(tmp_path / "corral.db", messages=6000, size=3000)
     assert path.stat().st_size > 16 << 20
     started = time.monotonic()
-    assert db.check_database(path, budget_s=0.0) is False  # cut short, not refused
+    assert db_check.check_database(path, budget_s=0.0) is False  # cut short, not refused
     assert time.monotonic() - started < 1.0
-    assert db.check_database(path) is True  # within the real budget it finishes
+    assert db_check.check_database(path) is True  # within the real budget it finishes
