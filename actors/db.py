@@ -149,6 +149,7 @@ def migrate(conn: apsw.Connection) -> int:
 
 # ---------------------------------------------------------------- the start check
 
+
 def session_from_row(row: Sequence[Any]) -> dict[str, Any]:
     """A stored row as the contract's Session object (plus cache-token counts)."""
     (
