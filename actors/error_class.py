@@ -27,18 +27,12 @@ from __future__ import annotations
 
 import re
 
+from corral.protocol.shapes import ERROR_CLASSES
+
 __all__ = ["CLASSES", "RETRYABLE", "classify"]
 
-CLASSES: tuple[str, ...] = (
-    "rate_limit",
-    "auth",
-    "quota",
-    "overloaded",
-    "network",
-    "context_length",
-    "cancelled",
-    "unknown",
-)
+CLASSES: tuple[str, ...] = ERROR_CLASSES
+"""The contract's error classes (defined once, in the protocol's shapes)."""
 
 RETRYABLE: dict[str, bool] = {
     "rate_limit": True,
