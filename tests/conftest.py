@@ -18,6 +18,7 @@ os.environ["CORRAL_STRICT_TRANSITIONS"] = "1"
 from corral.protocol.client import Client, Subscriber
 from corral.supervisor.background import DaemonProcess
 from tests.support.claude_fixtures import claude_bin, fake_anthropic  # noqa: F401
+from tests.support.codex_cli import require_codex_cli
 
 
 @pytest.fixture
@@ -27,6 +28,12 @@ def short_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def codex_bin() -> Path:
+    """The native ``codex`` binary (installed from npm into the test cache)."""
+    return require_codex_cli()
 
 
 DaemonFactory = Callable[..., DaemonProcess]

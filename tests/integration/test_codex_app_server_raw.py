@@ -33,23 +33,15 @@ from corral.supervisor.providers.codex.launch import (
 )
 from corral.supervisor.providers.codex.options import session_options
 from corral.supervisor.providers.codex.protocol import CodexProtocol
+from tests import conftest
 from tests.support import fake_openai as fo
-from tests.support.codex_cli import PINNED_VERSION, codex_test_env, ensure_codex_cli, install_prefix
+from tests.support.codex_cli import PINNED_VERSION, codex_test_env, install_prefix
 
 TURN_TIMEOUT = 45.0
 EXIT_TIMEOUT = 10.0
-NPM_MISSING = "npm not available: cannot install @openai/codex"
 
-
-@pytest.fixture(scope="session")
-def codex_bin() -> Path:
-    """The native ``codex`` binary (installed from npm into the test cache)."""
-    binary = ensure_codex_cli()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{NPM_MISSING} (CI is set, so this is an error)")
-        pytest.skip(NPM_MISSING)
-    return binary
+#: The conftest fixture, also taken from here by test_codex_approvals_raw.
+codex_bin = conftest.codex_bin
 
 
 # ------------------------------------------------------------------ /proc

@@ -4,7 +4,6 @@ from npm into the test cache) against the fake Responses API server."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,20 +14,8 @@ from corral.protocol.client import Client, Subscriber
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import all_messages, poll, wait_status
 from tests.support import fake_openai as fo
-from tests.support.codex_cli import codex_config_toml, ensure_codex_cli
+from tests.support.codex_cli import codex_config_toml
 from tests.support.proc import descendants, pid_alive
-
-NPM_MISSING = "npm is not installed: the real Codex CLI cannot be installed"
-
-
-@pytest.fixture(scope="session")
-def codex_bin() -> Path:
-    binary = ensure_codex_cli()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{NPM_MISSING} (CI is set, so this is an error)")
-        pytest.skip(NPM_MISSING)
-    return binary
 
 
 @pytest.fixture

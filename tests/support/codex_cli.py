@@ -10,24 +10,21 @@ CLI at a local fake Responses API server and returns the quiet environment.
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-from tests.support.claude_cli import _file_lock, cache_root
+import pytest
 
-log = logging.getLogger(__name__)
+from tests.support.npm_cli import cache_root, check_version, file_lock, installed, npm_install
 
 PACKAGE = "@openai/codex"
 #: The version the recorded fixtures come from.
 PINNED_VERSION = "0.169.0"
 
-INSTALL_TIMEOUT_S = 900.0
-VERSION_TIMEOUT_S = 30.0
+#: Why the Codex tests skip (or, under CI, fail) without npm.
+NPM_MISSING = "npm not available: cannot install @openai/codex"
 
 #: (machine, system) -> (npm platform package suffix, Rust target triple)
 _PLATFORMS: dict[tuple[str, str], tuple[str, str]] = {
@@ -69,10 +66,6 @@ class CodexInstallError(RuntimeError):
     """npm exists but installing or running the Codex CLI failed."""
 
 
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def install_prefix(env: dict[str, str] | None = None) -> Path:
     """The npm prefix the pinned CLI is installed under (its ``node_modules/.bin/codex``
     is the Node wrapper)."""
@@ -91,22 +84,7 @@ def native_binary(prefix: Path) -> Path:
 
 def check_codex_version(binary: Path) -> str:
     """Run ``codex --version`` and return its output; raise if it does not run."""
-    try:
-        proc = subprocess.run(
-            [str(binary), "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=VERSION_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CodexInstallError(f"{binary} --version failed: {exc}") from exc
-    if proc.returncode != 0:
-        raise CodexInstallError(
-            f"{binary} --version exited {proc.returncode}: {_tail(proc.stderr)}"
-        )
-    return proc.stdout.strip()
+    return check_version(binary, CodexInstallError)
 
 
 def ensure_codex_cli(env: dict[str, str] | None = None) -> Path | None:
@@ -118,43 +96,24 @@ def ensure_codex_cli(env: dict[str, str] | None = None) -> Path | None:
     npm = shutil.which("npm")
     if npm is None:
         return None
-    root = cache_root(env)
     prefix = install_prefix(env)
     binary = native_binary(prefix)
-    marker = prefix / ".corral-install-complete"
-    with _file_lock(root / "codex.lock"):
-        if marker.is_file() and binary.is_file():
-            check_codex_version(binary)
-            return binary
-        prefix.mkdir(parents=True, exist_ok=True)
-        spec = f"{PACKAGE}@{PINNED_VERSION}"
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), spec],
-                cwd=prefix,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise CodexInstallError(
-                f"npm install {spec} timed out after {INSTALL_TIMEOUT_S:.0f} s"
-            ) from exc
-        if proc.returncode != 0:
-            raise CodexInstallError(
-                f"npm install {spec} exited {proc.returncode}:\n{_tail(proc.stderr)}"
-            )
-        if not binary.is_file():
-            raise CodexInstallError(
-                f"npm install {spec} succeeded but {binary} is missing:\n{_tail(proc.stderr)}"
-            )
-        version = check_codex_version(binary)
-        log.info("installed %s (%s) in %.1f s", spec, version, time.monotonic() - started)
-        marker.write_text(version + "\n")
+    with file_lock(cache_root(env) / "codex.lock"):
+        if not installed(prefix, binary, CodexInstallError):
+            spec = f"{PACKAGE}@{PINNED_VERSION}"
+            npm_install(npm, prefix, spec, binary, CodexInstallError, check_codex_version)
         return binary
+
+
+def require_codex_cli() -> Path:
+    """The native ``codex`` binary for a test: installed once, or the test skips
+    without npm (under CI, where npm must exist, it fails instead)."""
+    binary = ensure_codex_cli()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{NPM_MISSING} (CI is set, so this is an error)")
+        pytest.skip(NPM_MISSING)
+    return binary
 
 
 def codex_config_toml(port: int) -> str:

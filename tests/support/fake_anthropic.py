@@ -20,15 +20,14 @@ A response is a :class:`Reply` (content blocks streamed as SSE) or an
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, TypeAlias
 
-DEFAULT_MAX_LIFETIME_S = 300.0
+from tests.support.fake_http import DEFAULT_MAX_LIFETIME_S as DEFAULT_MAX_LIFETIME_S
+from tests.support.fake_http import FakeHTTPServer, ScriptedApiHandler
+
 DEFAULT_CHUNK_CHARS = 16
 DONE_TEXT = "done"
 
@@ -123,6 +122,21 @@ def bash(command: str, description: str = "Run a command") -> Block:
     return tool_use("Bash", {"command": command, "description": description})
 
 
+def ask_user_question(
+    question: str, labels: Sequence[str], header: str = "Choice", multi_select: bool = False
+) -> Block:
+    """A tool_use block calling the CLI's AskUserQuestion tool with one question
+    whose options are ``labels`` (the CLI wants 2 to 4)."""
+    options = [{"label": label, "description": f"choose {label}"} for label in labels]
+    question_input = {
+        "question": question,
+        "header": header,
+        "options": options,
+        "multiSelect": multi_select,
+    }
+    return tool_use("AskUserQuestion", {"questions": [question_input]})
+
+
 def reply(*blocks: Block, delay: float = 0.0, chunk_chars: int = DEFAULT_CHUNK_CHARS) -> Reply:
     """A streamed reply made of ``blocks``."""
     return Reply(blocks=tuple(blocks), delay=delay, chunk_chars=chunk_chars)
@@ -156,6 +170,16 @@ def script_slow_tool(seconds: float = 30, final_text: str = "Finished waiting.")
     sleep ..." / "sleep N followed by: ...") without running it.
     """
     return script_bash(f"echo started; sleep {seconds:g}; echo finished", final_text)
+
+
+def script_question(
+    question: str, labels: Sequence[str], final_text: str = "Thanks for answering."
+) -> list[Response]:
+    """An AskUserQuestion call, then ``final_text`` once the answer comes back."""
+    return [
+        reply(text("I have a question."), ask_user_question(question, labels)),
+        text_reply(final_text),
+    ]
 
 
 def always_error(status: int, message: str | None = None) -> ScriptFn:
@@ -193,6 +217,17 @@ def message_texts(body: dict[str, Any]) -> list[str]:
     return found
 
 
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every ``tool_result`` block in a request's ``messages``, oldest first."""
+    found: list[dict[str, Any]] = []
+    for message in body.get("messages", []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                found.append(block)
+    return found
+
+
 # --- the server ---------------------------------------------------------------------
 
 
@@ -201,97 +236,32 @@ def _chunks(value: str, size: int) -> list[str]:
     return [value[i : i + size] for i in range(0, len(value), size)] or [""]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 120  # idle keep-alive connections are dropped after this
-    server: _Server
+class _Handler(ScriptedApiHandler):
+    """``POST /v1/messages`` streamed as SSE; every other request is a quick 404."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+    route = "/v1/messages"
+    default_model = "claude-fake"
+    request_id_header = "request-id"
+    secret_headers = SECRET_HEADERS
 
-    # every method other than POST /v1/messages is a quick 404
-    def do_GET(self) -> None:
-        self._drain()
-        self._not_found()
+    def _request_id(self) -> str:
+        return f"req_fake_{uuid.uuid4().hex[:20]}"
 
-    do_PUT = do_GET
-    do_DELETE = do_GET
-    do_PATCH = do_GET
+    def _reason(self, status: int) -> str | None:
+        return "Overloaded" if status == 529 else None
 
-    def do_HEAD(self) -> None:
-        self.send_response(404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    def _error_body(self, status: int, message: str) -> dict[str, Any]:
+        return ErrorReply(status, message=message).body()
 
-    def do_POST(self) -> None:
-        raw = self._drain()
-        path_only = self.path.split("?", 1)[0].rstrip("/")
-        if path_only != "/v1/messages":
-            self._not_found()
-            return
-        try:
-            body = json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            self._send_error(ErrorReply(400, message="request body is not a JSON object"))
-            return
-        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in SECRET_HEADERS}
-        response = self.server.fake.record_and_answer(
-            {"method": "POST", "path": self.path, "headers": headers, "body": body}
-        )
-        if isinstance(response, ErrorReply):
-            self._send_error(response)
-        else:
-            self._stream(response, str(body.get("model", "claude-fake")))
-
-    def _drain(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _send_json(
-        self, status: int, payload: dict[str, Any], extra: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status, "Overloaded" if status == 529 else None)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
-        for key, value in extra:
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _not_found(self) -> None:
-        self._send_json(404, ErrorReply(404, message=f"no route for {self.path}").body())
-
-    def _send_error(self, answer: ErrorReply) -> None:
-        self._send_json(answer.status, answer.body(), answer.headers)
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+    def _is_error(self, response: Any) -> bool:
+        return isinstance(response, ErrorReply)
 
     def _event(self, name: str, payload: dict[str, Any]) -> None:
         self._write_chunk(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())
 
-    def _pause(self, answer: Reply) -> None:
-        if answer.delay > 0 and self.server.fake.closing.wait(answer.delay):
-            raise ConnectionAbortedError("fake server closing")
-
     def _stream(self, answer: Reply, model: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
-        self.end_headers()
-        try:
-            self._stream_events(answer, model)
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            self.close_connection = True
+        self._start_sse("text/event-stream; charset=utf-8")
+        self._run_stream(lambda: self._stream_events(answer, model))
 
     def _stream_events(self, answer: Reply, model: str) -> None:
         output_tokens = 0
@@ -366,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {"type": "text_delta", "text": p} for p in _chunks(block.text, answer.chunk_chars)
             ]
         for delta in deltas:
-            self._pause(answer)
+            self._pause(answer.delay)
             self._event(
                 "content_block_delta",
                 {"type": "content_block_delta", "index": index, "delta": delta},
@@ -375,132 +345,21 @@ class _Handler(BaseHTTPRequestHandler):
         return len(deltas)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    fake: FakeAnthropic
-
-
-class FakeAnthropic:
+class FakeAnthropic(FakeHTTPServer[Response]):
     """The fake Messages API: start it (or use ``with``), point the CLI at ``base_url``.
 
     ``requests`` holds every ``POST /v1/messages`` received, in order, as dicts
     with ``method``, ``path``, ``headers`` (without credentials) and ``body``.
     """
 
-    def __init__(
-        self,
-        script: Script | None = None,
-        *,
-        max_lifetime: float = DEFAULT_MAX_LIFETIME_S,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        if host != "127.0.0.1":
-            raise ValueError(f"the fake Anthropic server binds 127.0.0.1 only, not {host!r}")
-        if port != 0:
-            raise ValueError(f"the fake Anthropic server binds an ephemeral port only, not {port}")
-        if max_lifetime <= 0:
-            raise ValueError("max_lifetime must be positive")
-        self._script_fn: ScriptFn | None = None
-        self._queue: list[Response] = []
-        if callable(script):
-            self._script_fn = script
-        elif script is not None:
-            self._queue = list(script)
-        self.max_lifetime = max_lifetime
-        self.requests: list[dict[str, Any]] = []
-        self.closing = threading.Event()
-        self._lock = threading.Lock()
-        self._new_request = threading.Condition(self._lock)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
-        self._started_at = 0.0
-
-    # lifecycle
-
-    def start(self) -> FakeAnthropic:
-        """Bind and serve in a background thread; returns self."""
-        if self._server is not None:
-            return self
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._started_at = time.monotonic()
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="fake-anthropic",
-            daemon=True,
-        )
-        self._thread.start()
-        self._timer = threading.Timer(self.max_lifetime, self.close)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving (idempotent); in-flight slow streams are cut off."""
-        self.closing.set()
-        if self._timer is not None and self._timer is not threading.current_thread():
-            self._timer.cancel()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def running(self) -> bool:
-        """Whether the server is still accepting requests."""
-        return self._server is not None and not self.closing.is_set()
-
-    @property
-    def port(self) -> int:
-        """The bound port (after :meth:`start`)."""
-        if self._server is None:
-            raise RuntimeError("fake Anthropic server is not running")
-        return int(self._server.server_address[1])
+    label = "fake Anthropic server"
+    thread_name = "fake-anthropic"
+    handler = _Handler
 
     @property
     def base_url(self) -> str:
         """The value for ``ANTHROPIC_BASE_URL``."""
         return f"http://127.0.0.1:{self.port}"
 
-    # scripting
-
-    def push(self, *responses: Response) -> None:
-        """Append responses to a sequence script."""
-        with self._lock:
-            self._queue.extend(responses)
-
-    def record_and_answer(self, request: dict[str, Any]) -> Response:
-        """Record one messages request and pick its scripted response."""
-        with self._lock:
-            request["t"] = round(time.monotonic() - self._started_at, 3)
-            self.requests.append(request)
-            self._new_request.notify_all()
-            if self._script_fn is None:
-                answer: Response | None = self._queue.pop(0) if self._queue else None
-        if self._script_fn is not None:
-            answer = self._script_fn(request["body"])
-        return answer if answer is not None else text_reply(DONE_TEXT)
-
-    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
-        """Block until at least ``count`` requests arrived; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._new_request:
-            while len(self.requests) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._new_request.wait(remaining)
-            return True
+    def default_answer(self) -> Response:
+        return text_reply(DONE_TEXT)

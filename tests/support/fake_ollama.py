@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeAlias
 
 from corral.actors import convert
 from corral.actors.normalized import Normalized
+from tests.support.fake_http import FakeHandler, FakeHTTPServer
 
 DEFAULT_MODELS: dict[str, list[str] | None] = {
     "qwen3:8b": ["completion", "tools", "thinking"],
@@ -113,19 +113,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeHandler):
     timeout = 30
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def do_GET(self) -> None:
         self._drain()
         path = self.path.split("?", 1)[0].rstrip("/")
         fake = self.server.fake
-        fake.record("GET", path, None)
+        fake.record({"method": "GET", "path": path, "body": None})
         if path == "/api/version":
             self._send_json(200, {"version": fake.version})
         elif path == "/api/tags":
@@ -138,12 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self._drain()
         path = self.path.split("?", 1)[0].rstrip("/")
-        try:
-            body = json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            body = None
+        body = self._parse_json(raw)
         fake = self.server.fake
-        fake.record("POST", path, body)
+        fake.record({"method": "POST", "path": path, "body": body})
         if not isinstance(body, dict):
             self._send_json(400, {"error": "invalid request body"})
             return
@@ -161,10 +153,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(answer, model)
         else:
             self._send_text(404, "404 page not found")
-
-    def _drain(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8")
@@ -250,9 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _line(self, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode() + b"\n"
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+        self._write_chunk(json.dumps(payload).encode() + b"\n")
 
     def _silence(self, seconds: float | None) -> bool:
         """Send nothing for ``seconds`` (None: until the end). True when the client
@@ -275,18 +261,19 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
-    fake: FakeOllama
-
-
-class FakeOllama:
+class FakeOllama(FakeHTTPServer[Answer]):
     """The fake server: start it (or use ``with``), point a client at :attr:`url`.
 
     ``requests`` holds every request received, in order, as dicts with
-    ``method``, ``path`` and ``body`` (None for GET).
+    ``method``, ``path`` and ``body`` (None for GET). :meth:`close` joins the
+    handler threads.
     """
+
+    label = "fake ollama server"
+    thread_name = "fake-ollama"
+    handler = _Handler
+    join_handlers = True
+    poll_interval = 0.05
 
     def __init__(
         self,
@@ -296,77 +283,17 @@ class FakeOllama:
         version: str = VERSION,
         max_lifetime: float = DEFAULT_MAX_LIFETIME_S,
     ) -> None:
-        self._script_fn: ScriptFn | None = None
-        self._queue: list[Answer] = []
-        if callable(script):
-            self._script_fn = script
-        elif script is not None:
-            self._queue = list(script)
+        super().__init__(script, max_lifetime=max_lifetime)
         self.models = dict(DEFAULT_MODELS if models is None else models)
         self.version = version
-        self.max_lifetime = max_lifetime
-        self.requests: list[dict[str, Any]] = []
         self.hangups = 0
-        self.closing = threading.Event()
-        self._lock = threading.Condition()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
-
-    # lifecycle
-
-    def start(self) -> FakeOllama:
-        if self._server is not None:
-            return self
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-ollama",
-            daemon=True,
-        )
-        self._thread.start()
-        self._timer = threading.Timer(self.max_lifetime, self.close)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving (idempotent); slow streams end, handler threads are joined."""
-        self.closing.set()
-        if self._timer is not None and self._timer is not threading.current_thread():
-            self._timer.cancel()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()  # joins the handler threads (block_on_close)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the fake ollama server is not running")
-        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    # records
-
-    def record(self, method: str, path: str, body: Any) -> None:
-        with self._lock:
-            self.requests.append({"method": method, "path": path, "body": body})
-            self._lock.notify_all()
+    def default_answer(self) -> Answer:
+        return ChatReply(content=DONE_TEXT)
 
     def hung_up(self) -> None:
         with self._lock:
@@ -382,17 +309,6 @@ class FakeOllama:
         """Block until ``predicate(self)`` holds (checked on every request or hang-up)."""
         with self._lock:
             return self._lock.wait_for(lambda: predicate(self), timeout)
-
-    # answers
-
-    def answer(self, body: dict[str, Any]) -> Answer:
-        if self._script_fn is not None:
-            answer = self._script_fn(body)
-            return answer if answer is not None else ChatReply(content=DONE_TEXT)
-        with self._lock:
-            if self._queue:
-                return self._queue.pop(0)
-        return ChatReply(content=DONE_TEXT)
 
     def show(self, model: str) -> dict[str, Any]:
         arch = model.split(":", 1)[0].rstrip("0123456789.") or "llama"

@@ -27,15 +27,15 @@ custom tool; the next request carries its ``custom_tool_call_output``).
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, TypeAlias
 
-DEFAULT_MAX_LIFETIME_S = 300.0
+from tests.support.fake_http import DEFAULT_MAX_LIFETIME_S as DEFAULT_MAX_LIFETIME_S
+from tests.support.fake_http import FakeHTTPServer, ScriptedApiHandler
+
 DEFAULT_CHUNK_CHARS = 16
 DONE_TEXT = "done"
 
@@ -264,97 +264,30 @@ def _fake_id(prefix: str) -> str:
     return f"{prefix}_fake{uuid.uuid4().hex[:20]}"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 120  # idle keep-alive connections are dropped after this
-    server: _Server
+class _Handler(ScriptedApiHandler):
+    """``POST /v1/responses`` streamed as SSE; every other request is a quick 404."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+    route = "/v1/responses"
+    default_model = "gpt-fake"
+    request_id_header = "x-request-id"
+    secret_headers = SECRET_HEADERS
 
-    # every method other than POST /v1/responses is a quick 404
-    def do_GET(self) -> None:
-        self._drain()
-        self._not_found()
+    def _request_id(self) -> str:
+        return f"req_fake{uuid.uuid4().hex[:20]}"
 
-    do_PUT = do_GET
-    do_DELETE = do_GET
-    do_PATCH = do_GET
+    def _error_body(self, status: int, message: str) -> dict[str, Any]:
+        return ErrorReply(status, message=message).body()
 
-    def do_HEAD(self) -> None:
-        self.send_response(404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_POST(self) -> None:
-        raw = self._drain()
-        if self.path.split("?", 1)[0].rstrip("/") != "/v1/responses":
-            self._not_found()
-            return
-        try:
-            body = json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            self._send_error(ErrorReply(400, message="request body is not a JSON object"))
-            return
-        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in SECRET_HEADERS}
-        response = self.server.fake.record_and_answer(
-            {"method": "POST", "path": self.path, "headers": headers, "body": body}
-        )
-        if isinstance(response, ErrorReply):
-            self._send_error(response)
-        else:
-            self._stream(response, str(body.get("model", "gpt-fake")))
-
-    def _drain(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _send_json(
-        self, status: int, payload: dict[str, Any], extra: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-request-id", f"req_fake{uuid.uuid4().hex[:20]}")
-        for key, value in extra:
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _not_found(self) -> None:
-        self._send_json(404, ErrorReply(404, message=f"no route for {self.path}").body())
-
-    def _send_error(self, answer: ErrorReply) -> None:
-        self._send_json(answer.status, answer.body(), answer.headers)
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+    def _is_error(self, response: Any) -> bool:
+        return isinstance(response, ErrorReply)
 
     def _event(self, payload: dict[str, Any]) -> None:
         name = payload["type"]
         self._write_chunk(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())
 
-    def _pause(self, answer: Reply) -> None:
-        if answer.delay > 0 and self.server.fake.closing.wait(answer.delay):
-            raise ConnectionAbortedError("fake server closing")
-
     def _stream(self, answer: Reply, model: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("x-request-id", f"req_fake{uuid.uuid4().hex[:20]}")
-        self.end_headers()
-        try:
-            _Stream(self, answer, model).run()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            self.close_connection = True
+        self._start_sse("text/event-stream")
+        self._run_stream(_Stream(self, answer, model).run)
 
 
 class _Stream:
@@ -393,7 +326,7 @@ class _Stream:
 
     def _deltas(self, kind: str, item_id: str, index: int, text: str, **extra: Any) -> None:
         for part in _chunks(text, self.answer.chunk_chars):
-            self.h._pause(self.answer)
+            self.h._pause(self.answer.delay)
             self.h._event(
                 {"type": kind, "item_id": item_id, "output_index": index, "delta": part, **extra}
             )
@@ -469,13 +402,7 @@ class _Stream:
         return self._done(index, {**base, field_name: payload, "status": "completed"})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    fake: FakeOpenAI
-
-
-class FakeOpenAI:
+class FakeOpenAI(FakeHTTPServer[Response]):
     """The fake Responses API: start it (or use ``with``), point Codex at ``base_url``.
 
     ``requests`` holds every ``POST /v1/responses`` received, in order, as dicts
@@ -483,115 +410,14 @@ class FakeOpenAI:
     ``t`` (seconds since start).
     """
 
-    def __init__(
-        self,
-        script: Script | None = None,
-        *,
-        max_lifetime: float = DEFAULT_MAX_LIFETIME_S,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        if host != "127.0.0.1":
-            raise ValueError(f"the fake OpenAI server binds 127.0.0.1 only, not {host!r}")
-        if port != 0:
-            raise ValueError(f"the fake OpenAI server binds an ephemeral port only, not {port}")
-        if max_lifetime <= 0:
-            raise ValueError("max_lifetime must be positive")
-        self._script_fn: ScriptFn | None = None
-        self._queue: list[Response] = []
-        if callable(script):
-            self._script_fn = script
-        elif script is not None:
-            self._queue = list(script)
-        self.max_lifetime = max_lifetime
-        self.requests: list[dict[str, Any]] = []
-        self.closing = threading.Event()
-        self._lock = threading.Lock()
-        self._new_request = threading.Condition(self._lock)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
-        self._started_at = 0.0
-
-    # lifecycle
-
-    def start(self) -> FakeOpenAI:
-        """Bind and serve in a background thread; returns self."""
-        if self._server is not None:
-            return self
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._started_at = time.monotonic()
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="fake-openai",
-            daemon=True,
-        )
-        self._thread.start()
-        self._timer = threading.Timer(self.max_lifetime, self.close)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving (idempotent); in-flight slow streams are cut off."""
-        self.closing.set()
-        if self._timer is not None and self._timer is not threading.current_thread():
-            self._timer.cancel()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        """The bound port (after :meth:`start`)."""
-        if self._server is None:
-            raise RuntimeError("fake OpenAI server is not running")
-        return int(self._server.server_address[1])
+    label = "fake OpenAI server"
+    thread_name = "fake-openai"
+    handler = _Handler
 
     @property
     def base_url(self) -> str:
         """The provider ``base_url`` for Codex's config (it POSTs ``base_url/responses``)."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    # scripting
-
-    def push(self, *responses: Response) -> None:
-        """Append responses to a sequence script."""
-        with self._lock:
-            self._queue.extend(responses)
-
-    def record_and_answer(self, request: dict[str, Any]) -> Response:
-        """Record one request and pick its scripted response."""
-        with self._lock:
-            request["t"] = round(time.monotonic() - self._started_at, 3)
-            self.requests.append(request)
-            self._new_request.notify_all()
-            answer: Response | None = None
-            if self._script_fn is None and self._queue:
-                answer = self._queue.pop(0)
-        if self._script_fn is not None:
-            answer = self._script_fn(request["body"])
-        return answer if answer is not None else text_reply(DONE_TEXT)
-
-    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
-        """Block until at least ``count`` requests arrived; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._new_request:
-            while len(self.requests) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._new_request.wait(remaining)
-            return True
+    def default_answer(self) -> Response:
+        return text_reply(DONE_TEXT)

@@ -21,10 +21,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from corral.actors.ports import ExitReport
 from corral.supervisor.process import ProviderProcess
@@ -229,3 +231,14 @@ class Harness:
                 os.kill(pid, signal.SIGKILL)
         for pid, start in self.idents:
             kill_if_same(pid, start)
+
+
+@pytest.fixture(name="h")
+def harness_fixture(tmp_path: Path) -> Iterator[Harness]:
+    """The ``h`` fixture: a :class:`Harness` in ``tmp_path``, cleaned up after the test
+    (a test module registers it with ``from tests.support.proc import harness_fixture``)."""
+    harness = Harness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.cleanup()

@@ -8,25 +8,22 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from corral.actors.ports import ExitReport
 from corral.supervisor.process import ProviderProcess
-from tests.support.proc import PY, READY_IGNORING_TERM, Harness, Rec, pids_in_group, wait_until
+from tests.support.proc import (
+    PY,
+    READY_IGNORING_TERM,
+    Harness,
+    Rec,
+    harness_fixture,  # noqa: F401  (the ``h`` fixture)
+    pids_in_group,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
 
 
 # ------------------------------------------------------------------- output

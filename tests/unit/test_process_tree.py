@@ -8,7 +8,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.support.proc import (
     SLEEP,
     Harness,
     Rec,
+    harness_fixture,  # noqa: F401  (the ``h`` fixture)
     is_subreaper,
     kill_if_same,
     pid_alive,
@@ -34,15 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path)
-    try:
-        yield harness
-    finally:
-        harness.cleanup()
 
 
 # ------------------------------------------------------------ grandchildren
