@@ -10,6 +10,7 @@ import pytest
 
 from corral.protocol.errors import InvalidParams
 from corral.supervisor.providers.claude.launch import (
+    ASKING_MODES,
     BINARY_ENV,
     NESTING_ENV_VARS,
     ClaudeLaunchOptions,
@@ -296,6 +297,24 @@ def test_directories_must_be_absolute_and_exist(tmp_path: Path) -> None:
         with pytest.raises(InvalidParams) as info:
             check_launch_options(ClaudeLaunchOptions(claude_config_dir=bad))
         assert info.value.field == "claudeConfigDir"
+
+
+@pytest.mark.parametrize("mode", ["default", "acceptEdits", "plan"])
+def test_asking_modes_route_prompts_to_stdio(mode: str) -> None:
+    argv = build_argv("claude", ClaudeLaunchOptions(permission_mode=mode))
+    assert argv[len(BASE) :] == [f"--permission-mode={mode}", "--permission-prompt-tool=stdio"]
+    assert mode in ASKING_MODES
+
+
+@pytest.mark.parametrize("mode", [None, "bypassPermissions", "-h"])
+def test_modes_that_never_ask_get_no_prompt_tool(mode: str | None) -> None:
+    argv = build_argv("claude", ClaudeLaunchOptions(permission_mode=mode))
+    assert not any(a.startswith("--permission-prompt-tool") for a in argv)
+
+
+def test_prompt_tool_can_be_turned_off() -> None:
+    opts = ClaudeLaunchOptions(permission_mode="default", permission_prompts=False)
+    assert build_argv("claude", opts)[len(BASE) :] == ["--permission-mode=default"]
 
 
 def test_options_lists_not_shared() -> None:

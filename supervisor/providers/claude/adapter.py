@@ -3,8 +3,9 @@
 Launch facts (binary discovery, flags, environment) live in
 :mod:`.launch`; output is read by :mod:`.stream`. A session's process is a
 :class:`~corral.supervisor.providers.handles.stdio_stream.StdioStreamHandle`
-speaking stream-json: prompts are user lines on stdin (the CLI queues those
-that arrive mid-turn), an interrupt is a ``control_request``.
+speaking stream-json through :class:`~.dialect.ClaudeDialect`: prompts are user
+lines on stdin (the CLI queues those that arrive mid-turn), an interrupt is a
+``control_request``, and a permission prompt becomes an ``approval``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from corral.actors.settings import Settings
 from corral.protocol.errors import ProviderUnavailable
 from corral.supervisor.providers.api import Provider
 from corral.supervisor.providers.binaries import VersionCache
-from corral.supervisor.providers.claude import stream
+from corral.supervisor.providers.claude.dialect import ClaudeDialect
 from corral.supervisor.providers.claude.launch import (
     ClaudeLaunchOptions,
     build_argv,
@@ -26,11 +27,7 @@ from corral.supervisor.providers.claude.launch import (
     claude_version,
     find_claude_binary,
 )
-from corral.supervisor.providers.handles.stdio_stream import (
-    PromptLines,
-    StdioSpec,
-    StdioStreamHandle,
-)
+from corral.supervisor.providers.handles.stdio_stream import StdioSpec, StdioStreamHandle
 
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -44,15 +41,6 @@ CONFIG_SCHEMA: dict[str, Any] = {
     },
 }
 CONFIG_KEYS = tuple(CONFIG_SCHEMA["properties"])
-
-
-def stream_json_dialect() -> PromptLines:
-    """Claude Code's stream-json dialect (the mock agent speaks it too)."""
-    return PromptLines(
-        stream.ClaudeStreamParser(),
-        stream.encode_user_message,
-        lambda: stream.encode_interrupt("corral-stop"),
-    )
 
 
 class ClaudeProvider(Provider):
@@ -105,7 +93,7 @@ class ClaudeProvider(Provider):
             o.get("extraEnv", {}),
             o.get("claudeConfigDir"),
         )
-        spec = StdioSpec(build_argv(binary, opts), env, o["cwd"], stream_json_dialect())
+        spec = StdioSpec(build_argv(binary, opts), env, o["cwd"], ClaudeDialect())
         handle = StdioStreamHandle(spec, request, name=f"claude:{request.session_id}")
         handle.start(request.prompt)
         return handle

@@ -29,6 +29,11 @@ from corral.supervisor.providers.binaries import binary_version, find_binary
 #: Environment variable naming the Claude Code binary (after the configured one).
 BINARY_ENV = "CORRAL_CLAUDE_BIN"
 
+#: Permission modes in which the CLI may ask before a tool call. In them corral adds
+#: ``--permission-prompt-tool=stdio``, so a prompt reaches a person (an approval)
+#: instead of being denied silently; ``bypassPermissions`` never asks.
+ASKING_MODES: frozenset[str] = frozenset({"default", "acceptEdits", "plan"})
+
 #: Well-known install locations, searched after PATH (``~`` is the env's HOME).
 FALLBACK_LOCATIONS: tuple[str, ...] = (
     "~/.local/bin/claude",
@@ -104,6 +109,10 @@ class ClaudeLaunchOptions:
     resume_session_id: str | None = None
     #: a fresh session's id chosen up front (``--session-id``, a UUID)
     session_id: str | None = None
+    #: in an asking mode (:data:`ASKING_MODES`), send permission prompts to stdout as
+    #: ``can_use_tool`` control requests (``--permission-prompt-tool=stdio``) and
+    #: wait for the answer on stdin; False keeps the CLI's silent denial
+    permission_prompts: bool = True
 
 
 #: A model name or alias: ``sonnet``, ``opus[1m]``, ``claude-sonnet-4-5-20250929``,
@@ -159,6 +168,8 @@ def build_argv(binary: str, opts: ClaudeLaunchOptions) -> list[str]:
 
     Every value a client chooses is joined to its flag (``--model=VALUE``), so no
     value can become a flag; only corral's own constants and plain ids stand alone.
+    In a mode that can ask, permission prompts come over stdio (see
+    :attr:`ClaudeLaunchOptions.permission_prompts`).
     """
     argv = [
         binary,
@@ -173,6 +184,8 @@ def build_argv(binary: str, opts: ClaudeLaunchOptions) -> list[str]:
         argv.append(f"--model={opts.model}")
     if opts.permission_mode:
         argv.append(f"--permission-mode={opts.permission_mode}")
+    if opts.permission_prompts and opts.permission_mode in ASKING_MODES:
+        argv.append("--permission-prompt-tool=stdio")
     if opts.max_turns is not None:
         argv.append(f"--max-turns={opts.max_turns}")
     if opts.system_prompt:

@@ -80,10 +80,8 @@ class PromptLines:
         encode_prompt: Callable[[str], bytes],
         encode_interrupt: Callable[[], bytes] | None,
         capabilities: Capabilities | None = None,
-        encode_answer: Callable[[dict[str, Any], ApprovalDecision], list[bytes]] | None = None,
     ) -> None:
         self._parser = parser
-        self._encode_answer = encode_answer
         self._encode_prompt = encode_prompt
         self._encode_interrupt = encode_interrupt
         self._capabilities = capabilities or Capabilities(mid_turn_prompts=True)
@@ -105,7 +103,7 @@ class PromptLines:
         return self._parser.feed_line(line), []
 
     def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> list[bytes]:
-        return self._encode_answer(request, decision) if self._encode_answer else []
+        return []  # a plain prompt-lines dialect asks no one
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 It runs ``python -m corral.supervisor.providers.mock`` as a real child process
 that speaks Claude Code's stream-json, so a mock session takes exactly the path
-a Claude session takes: process, reader thread, Claude stream parser, session
-actor, store, events. No network, no credentials.
+a Claude session takes: process, reader thread, Claude dialect (and its
+permission prompts, for scripted calls with ``ask: true`` in a mode that can
+ask), session actor, store, events. No network, no credentials.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from corral.actors.ports import LaunchRequest, ProviderHandle
 from corral.actors.settings import Settings
 from corral.protocol.errors import InvalidParams
 from corral.supervisor.providers.api import Provider
-from corral.supervisor.providers.claude.adapter import stream_json_dialect
+from corral.supervisor.providers.claude.dialect import ClaudeDialect
 from corral.supervisor.providers.handles.stdio_stream import StdioSpec, StdioStreamHandle
 from corral.supervisor.providers.mock import config
+from corral.supervisor.providers.mock.permissions import PERMISSION_MODES
 
 
 class MockProvider(Provider):
@@ -56,13 +58,15 @@ class MockProvider(Provider):
         ]
         if options.get("model"):
             argv += ["--model", options["model"]]
+        if options.get("permissionMode") in PERMISSION_MODES:
+            argv.append(f"--permission-mode={options['permissionMode']}")
         if request.resume_id:
             argv += ["--resume", request.resume_id]
         else:
             argv += ["--session-id", request.session_id]
         env = dict(self.context.base_env)
         env.update(options.get("extraEnv", {}))
-        spec = StdioSpec(argv, env, options["cwd"], stream_json_dialect())
+        spec = StdioSpec(argv, env, options["cwd"], ClaudeDialect())
         handle = StdioStreamHandle(spec, request, name=f"mock:{request.session_id}")
         handle.start(request.prompt)
         return handle
