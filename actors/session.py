@@ -138,7 +138,7 @@ class SessionActor(SessionApprovals, SessionTimers, pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         log.error("session %s actor failed: %r", self.session_id, exception_value)
-        oplog.session_error(*self._ids(), "internal", repr(exception_value))
+        oplog.session_error(self.project_id, self.session_id, "internal", repr(exception_value))
         self.control.stop_turn()
         self.control.close()
         self._tell(
@@ -256,7 +256,7 @@ class SessionActor(SessionApprovals, SessionTimers, pykka.ThreadingActor):
         self.queued.clear()
         self.life.launch_failed()
         self.rec.error = exc.message
-        oplog.session_error(*self._ids(), exc.reason, exc.message)
+        oplog.session_error(self.project_id, self.session_id, exc.reason, exc.message)
         return exc, [self._system_message(exc.message)]
 
     def _launch(self, prompt: str) -> None:
@@ -291,7 +291,8 @@ class SessionActor(SessionApprovals, SessionTimers, pykka.ThreadingActor):
             self.proc.close()
         self.proc = self.deps.launcher.launch(request)
         self.control.set(self.proc)
-        oplog.session_started(*self._ids(), self.rec.provider, self.proc.pid, self.options["cwd"])
+        pid, cwd = self.proc.pid, self.options["cwd"]
+        oplog.session_started(self.project_id, self.session_id, self.rec.provider, pid, cwd)
 
     def _on_stop(self, reply_to: ReplyTo) -> None:
         if not self.life.stop_requested():

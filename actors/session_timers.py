@@ -109,7 +109,7 @@ class SessionTimers:
         )
 
     def _log_turn_end(self) -> None:
-        rec, ids = self.rec, self._ids()
+        rec, ids = self.rec, (self.project_id, self.session_id)  # the log names the project first
         if self.stopped_by_client:
             oplog.session_stopped(*ids)
         elif self.life.status == "error":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.protocol.client import Client, Subscriber
+from corral.supervisor.background import DaemonProcess
 from tests.conftest import DaemonFactory
 from tests.integration.helpers import poll, set_setting, start_mock, wait_status
 
@@ -201,3 +202,13 @@ def test_a_configured_provider_binary_missing_at_start_is_a_system_notification(
     assert [n["kind"] for n in notes] == ["system"]
     assert notes[0]["message"].startswith("codex is not available: ")
     assert "/nonexistent/codex" in notes[0]["message"]
+
+
+def test_the_operator_log_names_project_then_session(
+    daemon: DaemonProcess, client: Client, subscriber: Subscriber
+) -> None:
+    sid = start_mock(client, "oplog", toolCalls=0)["sessionId"]
+    wait_status(subscriber, sid)
+    log = poll(lambda: (t := daemon.log_tail()) and "turn ended" in t and t)
+    assert f"session started project=oplog session={sid} provider=mock" in log
+    assert f"turn ended project=oplog session={sid} status=done" in log
