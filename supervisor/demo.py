@@ -23,6 +23,7 @@ from corral.protocol.client import Subscriber
 from corral.supervisor.background import DaemonProcess
 
 PROJECT = "demo"
+APPROVAL_PROJECT = "demo-approval"
 PROMPTS = (
     "Add a --verbose flag to the CLI and cover it with a test",
     "Now document the flag in the README",
@@ -95,7 +96,9 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
         console.print(f"daemon pid {daemon.pid} on [dim]{daemon.rpc_url}[/]")
         with (
             daemon.client() as client,
-            Subscriber(daemon.events_url, [f"project/{PROJECT}/"]) as sub,
+            Subscriber(
+                daemon.events_url, [f"project/{PROJECT}/", f"project/{APPROVAL_PROJECT}/"]
+            ) as sub,
         ):
             sub.wait_connected(client, timeout=5.0)
             config = {"toolCalls": 2, "delayMs": delay_ms, "textBytes": 160}
@@ -129,6 +132,8 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
             summary(console, session, daemon.data_dir / "corral.db", status, kept=keep)
             health = client.call("health.get", {"projectId": PROJECT})["projects"][0]
             console.print(health_line(health))
+            if status == "done":
+                status = approval_round(console, client, sub, workdir, delay_ms)
         return 0 if status == "done" else 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -143,6 +148,45 @@ def run_demo(*, keep: bool = True, delay_ms: int = 120) -> int:
         daemon.stop()
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def approval_round(
+    console: Console, client: Any, sub: Subscriber, workdir: Path, delay_ms: int
+) -> str:
+    """A second agent asks before a risky command; the demo grants it as a person would."""
+    console.rule("an approval")
+    tools = [{"name": "Bash", "input": {"command": "rm -rf build/"}, "ask": True}]
+    started = client.call(
+        "agent.start",
+        {
+            "projectId": APPROVAL_PROJECT,
+            "provider": "mock",
+            "prompt": "Clean the build directory",
+            "cwd": str(workdir),
+            "permissionMode": "default",
+            "providerConfig": {"delayMs": delay_ms, "tools": tools},
+        },
+    )
+    _topic, frame = sub.wait_for(
+        lambda _t, f: (
+            f["event"] == "approval.requested" and f["data"]["sessionId"] == started["sessionId"]
+        ),
+        60,
+    )
+    approval = frame["data"]
+    console.print(f"[yellow]approval requested:[/] {approval['summary']}")
+    client.call(
+        "agent.approve",
+        {"projectId": APPROVAL_PROJECT, "approvalId": approval["approvalId"], "decision": "allow"},
+    )
+    console.print("[green]allowed[/] (corral approve " + APPROVAL_PROJECT + ")")
+    shown: set[int] = set()
+    status = stream_turn(console, sub, started["sessionId"], shown)
+    console.print("[dim]the whole transcript of that session:[/]")
+    page = client.call("session.messages.load", {"sessionId": started["sessionId"]})
+    for message in page["messages"]:
+        render(console, message)
+    return status
 
 
 def health_line(health: dict[str, Any]) -> str:

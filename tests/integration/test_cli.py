@@ -37,6 +37,7 @@ def test_demo_streams_a_transcript_and_summarises() -> None:
     assert " 18 " in out  # the 18th message of the two turns was shown
     health = next(line for line in out.splitlines() if line.startswith("health · "))
     assert "health · inactive · $0.0" in health and "/h · 4/4 tool calls · context" in health
+    assert "approval requested: rm -rf build/" in out and "allowed (corral approve" in out
 
 
 def serve(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
