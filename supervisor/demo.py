@@ -180,9 +180,8 @@ def approval_round(
         {"projectId": APPROVAL_PROJECT, "approvalId": approval["approvalId"], "decision": "allow"},
     )
     console.print("[green]allowed[/] (corral approve " + APPROVAL_PROJECT + ")")
-    shown: set[int] = set()
-    status = stream_turn(console, sub, started["sessionId"], shown)
-    console.print("[dim]the whole transcript of that session:[/]")
+    # wait for the turn's end quietly, then show its whole transcript in order
+    status = stream_turn(Console(quiet=True), sub, started["sessionId"], set())
     page = client.call("session.messages.load", {"sessionId": started["sessionId"]})
     for message in page["messages"]:
         render(console, message)
