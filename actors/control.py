@@ -12,6 +12,7 @@ its provider ended on its own.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 from corral.actors.ports import ApprovalDecision, ExitReport, ProviderHandle
@@ -56,6 +57,9 @@ class Control:
         if taken is None:
             return None
         approval, request = taken
+        if decision.suggestions is None and approval.get("suggestions"):
+            # remember grants what the provider offered with this request
+            decision = replace(decision, suggestions=approval["suggestions"])
         if handle is not None:
             handle.answer(request, decision)
         return approval

@@ -1,11 +1,10 @@
 """Health: a project's health record, and the throttle on ``health`` events.
 
-:func:`health_of` derives the record from what the registry knows of a live
-session (its last committed summary) or, for a project without one, from its
-newest stored session. :class:`HealthThrottle` keeps ``health`` events to at
-most one per project per :data:`INTERVAL_S`, always ending with a trailing
-event that carries the last state. Both are pure: the registry feeds them and
-publishes.
+:class:`HealthState` is what a session actor learns as output arrives;
+:func:`health_record` makes the contract's Health from it (or from a stored
+session). :class:`HealthThrottle` keeps ``health`` events to at most one per
+project per :data:`INTERVAL_S`, always ending with a trailing event that
+carries the last state. All pure: the registry feeds them and publishes.
 """
 
 from __future__ import annotations
@@ -20,42 +19,6 @@ from corral.actors.normalized import Normalized
 INTERVAL_S = 1.0
 """At most one ``health`` event per project per this many seconds."""
 _EARLY_S = 0.001
-
-
-def health_of(
-    project_id: str,
-    *,
-    session_id: str | None = None,
-    status: str | None = None,
-    summary: dict[str, Any] | None = None,
-    stored: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The health of a project: live when ``summary`` is given, else from ``stored``."""
-    if summary is not None:
-        return {
-            "projectId": project_id,
-            "sessionId": session_id,
-            "status": status,
-            "stalled": bool(summary.get("stalled", False)),
-            "costUsd": summary.get("costUsd", 0.0),
-            "inputTokens": summary.get("inputTokens", 0),
-            "outputTokens": summary.get("outputTokens", 0),
-            "lastActivity": summary.get("lastActivity"),
-            "messageCount": summary.get("messageCount", 0),
-            "live": True,
-        }
-    return {
-        "projectId": project_id,
-        "sessionId": stored["sessionId"] if stored else None,
-        "status": stored["status"] if stored else None,
-        "stalled": False,
-        "costUsd": stored["costUsd"] if stored else 0.0,
-        "inputTokens": stored["inputTokens"] if stored else 0,
-        "outputTokens": stored["outputTokens"] if stored else 0,
-        "lastActivity": stored["updatedAt"] if stored else None,
-        "messageCount": stored["messageCount"] if stored else 0,
-        "live": False,
-    }
 
 
 @dataclass
@@ -105,7 +68,7 @@ class HealthThrottle:
 # ---------------------------------------------------------------------------
 # The contract's full Health: derived in the session actor (HealthState),
 # shaped by to_wire, ordered and summed for health.get (sort_projects,
-# aggregates). The functions above stay until their callers move over.
+# aggregates).
 
 BURN_WINDOW_MS = 300_000
 """Burn rates come from the cost snapshots of this last stretch of time."""

@@ -117,16 +117,3 @@ class SessionRecord:
             "cacheReadTokens": self.cache_read_tokens,
             "cacheCreationTokens": self.cache_creation_tokens,
         }
-
-    def summary(self, *, stalled: bool = False) -> dict[str, Any]:
-        """What the registry keeps of a live session for health reports."""
-        return {
-            "sessionId": self.session_id,
-            "status": self.status,
-            "costUsd": self.cost_usd,
-            "inputTokens": self.input_tokens,
-            "outputTokens": self.output_tokens,
-            "messageCount": self.message_count,
-            "lastActivity": self.updated_at,
-            "stalled": stalled,
-        }

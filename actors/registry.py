@@ -516,7 +516,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
             ref,
             control,
             newest["status"],
-            summary=record.summary(),
+            summary=record.to_wire(),
         )
         self._store.tell(Write([], live_seq=(newest["sessionId"], newest["lastSeqId"])))
         self._publish_health(project_id)

@@ -176,13 +176,11 @@ class SupervisionRequests:
             raise NoSession(f"project {project_id!r} has no current session")
         allow = params["decision"] == "allow"
         approval_id = params["approvalId"]
-        pending = {a["approvalId"]: a for a in entry.control.pending()}.get(approval_id)
         decision = ApprovalDecision(
             allow=allow,
             message=params.get("message"),
             updated_input=params.get("updatedInput") if allow else None,
             remember=bool(params.get("remember")) and allow,
-            suggestions=(pending or {}).get("suggestions"),
         )
         if entry.control.answer(approval_id, decision) is None:
             raise NotFound(f"no pending approval {approval_id!r} in project {project_id!r}")

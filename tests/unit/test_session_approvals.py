@@ -109,7 +109,9 @@ def test_a_client_answer_goes_to_the_provider_once_and_is_recorded(arig: Approva
     decision = ApprovalDecision(True, remember=True)
     assert arig.control.answer(approval["approvalId"], decision) is not None
     assert arig.control.answer(approval["approvalId"], decision) is None  # once
-    assert handle.answers == [({"request_id": "r1"}, decision)]
+    # remember grants what the provider offered with the request
+    offered = ApprovalDecision(True, remember=True, suggestions=[{"rule": "Bash(rm:*)"}])
+    assert handle.answers == [({"request_id": "r1"}, offered)]
     arig.ref.tell(Approved(approval["approvalId"], True, None, "reply-1"))
     arig.sync()
     assert arig.outbox.replies.get(timeout=2) == (
