@@ -162,3 +162,16 @@ class SessionDied:
     session_id: str
     project_id: str
     error: str
+
+
+@dataclass(frozen=True)
+class StorageFailed:
+    """A write of this session could not be stored (told by the store's error path)."""
+
+    reason: str
+    committed_seq: int | None
+
+
+@dataclass(frozen=True)
+class StorageRecovered:
+    """The write recording a storage failure is committed: writing works again."""

@@ -35,6 +35,8 @@ from corral.actors.messages import (
     Started,
     StartFailed,
     Stop,
+    StorageFailed,
+    StorageRecovered,
 )
 from corral.actors.normalized import Normalized
 from corral.actors.ports import (
@@ -54,7 +56,7 @@ from corral.actors.session_write import step_ops
 from corral.actors.settings import Settings
 from corral.actors.stall import StallClock
 from corral.actors.state import Lifecycle, is_terminal
-from corral.actors.store import AddRaw, ForgetLive, Publication, Write
+from corral.actors.store import AddRaw, ForgetLive, Publication, StorageError, Write
 from corral.protocol.errors import InternalError, ProviderUnavailable, RpcError
 
 __all__ = ["Control", "SessionActor", "SessionDeps", "new_session_row"]
@@ -122,6 +124,7 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
         self.pending_pubs: list[Publication] = []
         self.cleanup_gen = Generation()
         self.last_retry_notice = 0.0
+        self.storage_broken = False  # a step failed to store; its repair is not yet in
 
     # ------------------------------------------------------------ lifecycle
 
@@ -168,6 +171,10 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
                 self._on_tick(message)
         elif isinstance(message, Retire):
             self._on_retire(message.reason)
+        elif isinstance(message, StorageFailed):
+            self._on_storage_failed(message)
+        elif isinstance(message, StorageRecovered):
+            self.storage_broken = False
         else:
             log.error("session %s: unexpected message %r", self.session_id, message)
         return None
@@ -185,15 +192,21 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
             )
             return
         model = self.rec.model
+        registry = self.deps.registry
+        ids = self._ids()
         self._commit(
             [user],
             status_changed=True,
-            then=lambda _r: self._tell(
-                self.deps.registry, Started(self.session_id, self.project_id, model)
-            ),
+            then=lambda _r: self._tell(registry, Started(*ids, model)),
+            on_fail=lambda exc: self._tell(registry, StartFailed(*ids, InternalError(str(exc)))),
         )
 
     def _on_prompt(self, msg: Prompt) -> None:
+        if self.storage_broken:
+            # Nothing of it could be kept: refused before anything changes.
+            error = InternalError(self.rec.error or "database write failed")
+            self.deps.outbox.reply(msg.reply_to, error=error)
+            return
         self.epoch = msg.epoch
         self.cleanup_gen.next()
         user = self._user_message(msg.text)
@@ -208,10 +221,12 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
             )
             return
         result = {"sessionId": self.session_id, "status": "running", "seqId": seq}
+        outbox = self.deps.outbox
         self._commit(
             [user],
             status_changed=True,
-            then=lambda _r: self.deps.outbox.reply(msg.reply_to, result=result),
+            then=lambda _r: outbox.reply(msg.reply_to, result=result),
+            on_fail=lambda exc: outbox.reply(msg.reply_to, error=InternalError(str(exc))),
         )
 
     def _run_prompt(self, text: str, *, first: bool) -> Failure | None:
@@ -346,6 +361,51 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
         if report.stderr_tail and report.returncode not in (0, None):
             log.info("session %s provider stderr: %s", self.session_id, report.stderr_tail[-500:])
 
+    def _on_storage_failed(self, msg: StorageFailed) -> None:
+        """A step could not be stored: stop the provider (its output can no longer
+        be kept), forget what was numbered but not stored (seqIds stay gap-free)
+        and end in ``error``; the step saying so is retried by the store until
+        it is in (writing then resumes by itself)."""
+        if self.storage_broken:
+            return
+        self.storage_broken = True
+        self._drop_provider()
+        self.queued.clear()
+        error = f"database write failed: {msg.reason}"
+        waiters, self.stop_waiters = self.stop_waiters, []
+        for reply_to in waiters:
+            self.deps.outbox.reply(reply_to, error=InternalError(error))
+        if msg.committed_seq is None:
+            # Nothing was ever stored: the start fails (the registry retires it).
+            oplog.session_error(self.project_id, self.session_id, "storage", error)
+            return
+        lost = self.seq - msg.committed_seq
+        self.seq = msg.committed_seq
+        self.rec.message_count = max(0, self.rec.message_count - lost)
+        self.pending_ops, self.pending_pubs = [], []
+        lines = self._resolve_all("stop", error) if self.approvals else []
+        self.life.storage_failed()
+        self.rec.error = error
+        self.error_info = None
+        lines.append(self._system_message(error))
+        self._became_terminal()
+        me = self.actor_ref
+        self._commit(
+            lines,
+            status_changed=True,
+            repair=True,
+            then=lambda _r: self._tell(me, StorageRecovered()),
+        )
+
+    def _drop_provider(self) -> None:
+        """Close the provider; anything it still sends is ignored."""
+        self.proc_gen.next()
+        self.stall.stop()
+        if self.proc is not None:
+            self.proc.close()
+            self.proc = None
+        self.control.set(None)
+
     def _on_retire(self, reason: str) -> None:
         if self.life.running:
             # Daemon shutdown: the turn is cut short; a later prompt can resume it.
@@ -417,10 +477,14 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
         raws: list[AddRaw] | None = None,
         then: Callable[[list[Any]], None] | None = None,
         on_error: Callable[[], None] | None = None,
+        on_fail: Callable[[StorageError], None] | None = None,
         health: bool = False,
+        repair: bool = False,
     ) -> None:
         """Store this step (one write); its events go out after the commit, then the
-        registry hears of status and cost changes and finished stops are answered."""
+        registry hears of status and cost changes and finished stops are answered.
+        If it cannot be stored, ``on_fail`` answers whoever waits on it and the
+        session hears :class:`StorageFailed`."""
         rec = self.rec
         rec.status = self.life.status
         rec.updated_at = db.now_ms()
@@ -456,14 +520,28 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
             if then is not None:
                 then(results)
 
+        me = self.actor_ref
+
         def failed(exc: Exception) -> None:
             for reply_to in waiters:
-                outbox.reply(reply_to, error=InternalError("could not store the session"))
+                outbox.reply(reply_to, error=InternalError(str(exc)))
             if on_error is not None:
                 on_error()
+            if isinstance(exc, StorageError):
+                if on_fail is not None:
+                    on_fail(exc)
+                me.tell(StorageFailed(exc.reason, exc.committed_seq))
 
         self.deps.store.tell(
-            Write(ops, publish, after, tell_registry, failed, (self.session_id, self.seq))
+            Write(
+                ops,
+                publish,
+                after,
+                tell_registry,
+                failed,
+                (self.session_id, self.seq),
+                repair=repair,
+            )
         )
 
     @staticmethod

@@ -20,6 +20,8 @@ Events:
 * ``PROCESS_CRASHED``: the provider process died, was killed or failed to launch.
 * ``RESTORED``: a stored done/error session was made current again.
 * ``INTERRUPTED``: a daemon restart or shutdown found the session running.
+* ``STORAGE_FAILED``: a step of the session could not be stored (a full disk):
+  the session ends in ``error`` from any status, its provider stopped.
 
 Decisions beyond the obvious:
 
@@ -50,6 +52,7 @@ is illegal), as produced by :func:`describe_table`:
 | PROCESS_CRASHED | error | error | done | error |
 | RESTORED | - | - | done | error |
 | INTERRUPTED | - | error | - | - |
+| STORAGE_FAILED | error | error | error | error |
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class SessionEvent(StrEnum):
     PROCESS_CRASHED = "process_crashed"
     RESTORED = "restored"
     INTERRUPTED = "interrupted"
+    STORAGE_FAILED = "storage_failed"
 
 
 _E = SessionEvent
@@ -129,6 +133,11 @@ TRANSITIONS: Final[dict[tuple[Status, SessionEvent], Status]] = {
     ("error", _E.PROCESS_EXITED): "error",
     ("error", _E.PROCESS_CRASHED): "error",
     ("error", _E.RESTORED): "error",
+    # any status: what the session did could not be stored
+    ("idle", _E.STORAGE_FAILED): "error",
+    ("running", _E.STORAGE_FAILED): "error",
+    ("done", _E.STORAGE_FAILED): "error",
+    ("error", _E.STORAGE_FAILED): "error",
 }
 """Every legal ``(status, event) -> new status``; anything else is illegal."""
 
@@ -263,3 +272,9 @@ class Lifecycle:
         """The daemon stops while the turn runs."""
         self.pending_turns = 0
         self.fire(SessionEvent.INTERRUPTED)
+
+    def storage_failed(self) -> None:
+        """A step could not be stored: the session ends in ``error``."""
+        self.pending_turns = 0
+        self.stopping = False
+        self.fire(SessionEvent.STORAGE_FAILED)

@@ -8,12 +8,21 @@ its callbacks run, so an event never announces data that is not on disk
 (contract promise 1). A batch that fails is retried write by write so one bad
 write cannot take its neighbours down.
 
+A session write that cannot be stored (a full disk) breaks its session: the
+write's ``on_error`` hears a :class:`StorageError` with the seqId last
+committed for it, and every later write of that session is refused without
+touching the database (its seqIds would leave a gap) until the session's
+``repair`` write commits. A repair that fails is kept and tried again at each
+heartbeat (every second), so writing resumes by itself once space is back.
+Each kind of failure is logged once until a write succeeds again.
+
 The store also answers the daemon heartbeat from committed state, so the
 `lastSeqIds` it publishes never run ahead of what `session.messages.load` sees.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 import uuid
@@ -33,6 +42,35 @@ log = logging.getLogger("corral.store")
 
 FAILURE_NOTICE_INTERVAL_S = 10.0
 """A failing database is notified (a ``system`` notification) at most this often."""
+
+MAX_PARKED = 10_000
+"""Repair writes kept while the database cannot be written (one per broken session
+and step); beyond it the oldest are dropped and logged (the sessions stay
+``error`` in memory and their rows keep the last committed state)."""
+
+
+class StorageError(Exception):
+    """A write that could not be stored. ``reason`` is one line ("disk full");
+    ``committed_seq`` is the last seqId stored for the write's session (None when
+    the session has no row yet)."""
+
+    def __init__(self, reason: str, committed_seq: int | None = None) -> None:
+        super().__init__(f"database write failed: {reason}")
+        self.reason = reason
+        self.committed_seq = committed_seq
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a write failed: "disk full" for every way SQLite and the
+    OS say so, else the error's own text."""
+    if isinstance(exc, apsw.FullError):
+        return "disk full"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "disk full"
+    text = str(exc).strip() or type(exc).__name__
+    if "disk is full" in text or "No space left" in text:
+        return "disk full"
+    return text.splitlines()[0][:200]
 
 
 # ------------------------------------------------------------- operations
@@ -148,6 +186,12 @@ class Write:
     tell_first: Callable[[], None] | None = None
     on_error: Callable[[Exception], None] | None = None
     live_seq: tuple[str, int] | None = None  # (session_id, last seqId) once committed
+    repair: bool = False  # the step that records a session's storage failure
+
+    @property
+    def session_id(self) -> str | None:
+        """The session this write steps (None for the daemon's own writes)."""
+        return self.live_seq[0] if self.live_seq is not None else None
 
 
 @dataclass(frozen=True)
@@ -277,6 +321,9 @@ class StoreActor(pykka.ThreadingActor):
         super().__init__()
         self._last_failure_notice = float("-inf")
         self._last_error: str | None = None
+        self._logged: set[str] = set()  # failure kinds logged since the last success
+        self._broken: dict[str, str] = {}  # session id -> why its writes fail
+        self._parked: deque[Write] = deque()  # repair writes waiting for space
         self._path = path
         self._outbox = outbox
         self._conn: apsw.Connection | None = None
@@ -306,12 +353,15 @@ class StoreActor(pykka.ThreadingActor):
             self._flush()
         elif isinstance(message, Heartbeat):
             self._flush()
+            self._retry_parked()
             self._outbox.publish(
                 "daemon.heartbeat", {"live": len(self._live), "lastSeqIds": dict(self._live)}
             )
         elif isinstance(message, ForgetLive):
             self._flush()
             self._live.pop(message.session_id, None)
+            if not any(w.session_id == message.session_id for w in self._parked):
+                self._broken.pop(message.session_id, None)
         else:
             log.error("store: unexpected message %r", message)
         return None
@@ -322,6 +372,7 @@ class StoreActor(pykka.ThreadingActor):
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        batch = [item for item in batch if not self._refused(item)]
         writes = [w for w in batch if isinstance(w, Write)]
         results: list[list[Any]] | None = None
         if writes:
@@ -333,7 +384,7 @@ class StoreActor(pykka.ThreadingActor):
                 if isinstance(item, Write):
                     single = self._commit_all([item])
                     if single is None:
-                        self._fail(item)
+                        self._fail(item, self._last_error or "unknown error")
                     else:
                         self._after(item, single[0])
                 else:
@@ -367,13 +418,52 @@ class StoreActor(pykka.ThreadingActor):
                             ]
                         )
         except Exception as exc:
-            self._last_error = str(exc)
-            if len(writes) > 1:
-                log.warning("store: batch of %d writes failed; retrying one by one", len(writes))
-            else:
-                log.exception("store: write failed")
+            reason = failure_reason(exc)
+            self._last_error = reason
+            if reason not in self._logged:  # once per kind until writes work again
+                self._logged.add(reason)
+                log.error("store: database write failed (%s)", reason, exc_info=exc)
             return None
+        if self._logged:
+            self._logged.clear()
+            log.warning("store: database writes work again")
         return out
+
+    def _refused(self, item: Write | Drain) -> bool:
+        """A write of a broken session that does not repair it fails at once; a
+        repair queues behind the session's repairs already kept (order matters)."""
+        if not isinstance(item, Write):
+            return False
+        session_id = item.session_id
+        if session_id is None or session_id not in self._broken:
+            return False
+        if item.repair:
+            if not any(w.session_id == session_id for w in self._parked):
+                return False
+            self._parked.append(item)
+            return True
+        self._fail(item, self._broken[session_id])
+        return True
+
+    def _retry_parked(self) -> None:
+        """Try the kept repair writes again, oldest first, until one fails."""
+        while self._parked:
+            write = self._parked[0]
+            results = self._commit_all([write])
+            if results is None:
+                return
+            self._parked.popleft()
+            self._after(write, results[0])
+
+    def _committed_seq(self, session_id: str) -> int | None:
+        try:
+            assert self._conn is not None
+            row = self._conn.execute(
+                "SELECT last_seq_id FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        except Exception:
+            return self._live.get(session_id)
+        return None if row is None else int(row[0] or 0)
 
     def _after(self, write: Write, results: list[Any]) -> None:
         if SKIPPED in results:
@@ -382,6 +472,8 @@ class StoreActor(pykka.ThreadingActor):
             if write.then is not None:
                 self._run(lambda: write.then(results) if write.then else None)
             return
+        if write.repair and not any(w.session_id == write.session_id for w in self._parked):
+            self._broken.pop(write.session_id or "", None)  # the session writes again
         if write.live_seq is not None:
             session_id, seq = write.live_seq
             if session_id not in self._gone:
@@ -398,7 +490,7 @@ class StoreActor(pykka.ThreadingActor):
         if write.then is not None:
             self._run(lambda: write.then(results) if write.then else None)
 
-    def _fail(self, write: Write) -> None:
+    def _fail(self, write: Write, reason: str) -> None:
         now = time.monotonic()
         if now - self._last_failure_notice >= FAILURE_NOTICE_INTERVAL_S:
             # Not stored (the database is what fails): published directly.
@@ -407,12 +499,25 @@ class StoreActor(pykka.ThreadingActor):
                 "id": uuid.uuid4().hex,
                 "variant": "error",
                 "kind": "system",
-                "message": f"database write failed: {self._last_error or 'unknown error'}",
+                "message": f"database write failed: {reason}",
                 "ts": db.now_ms(),
             }
             self._outbox.publish("notification", note)
+        session_id = write.session_id
+        if write.repair and session_id is not None:
+            self._broken[session_id] = reason
+            self._parked.append(write)
+            if len(self._parked) > MAX_PARKED:
+                dropped = self._parked.popleft().session_id
+                self._parked = deque(w for w in self._parked if w.session_id != dropped)
+                log.error("store: repair writes of session %s dropped", dropped)
+            return
+        committed = None
+        if session_id is not None:
+            self._broken[session_id] = reason
+            committed = self._committed_seq(session_id)
         if write.on_error is not None:
-            err = RuntimeError("database write failed")
+            err = StorageError(reason, committed)
             self._run(lambda: write.on_error(err) if write.on_error else None)
 
     @staticmethod

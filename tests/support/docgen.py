@@ -144,6 +144,10 @@ STATE_EVENTS: dict[str, str] = {
         "the daemon stopped while the session was running (a daemon that died is "
         "noticed at the next start)"
     ),
+    "STORAGE_FAILED": (
+        "a step of the session could not be stored (a full disk): its provider is "
+        "stopped and the session ends with `database write failed: disk full`"
+    ),
 }
 """What each state machine event means (every :class:`actors.state.SessionEvent`)."""
 

@@ -36,6 +36,10 @@ EXPECTED: dict[tuple[str, SessionEvent], str] = {
     ("running", E.STOPPED): "done",
     ("running", E.PROCESS_CRASHED): "error",
     ("running", E.INTERRUPTED): "error",
+    ("idle", E.STORAGE_FAILED): "error",
+    ("running", E.STORAGE_FAILED): "error",
+    ("done", E.STORAGE_FAILED): "error",
+    ("error", E.STORAGE_FAILED): "error",
     ("running", E.PROCESS_EXITED): "error",
     ("done", E.PROMPT): "running",
     ("done", E.START): "running",
@@ -73,6 +77,7 @@ def test_events() -> None:
         "PROCESS_CRASHED",
         "RESTORED",
         "INTERRUPTED",
+        "STORAGE_FAILED",
     }
 
 

@@ -22,8 +22,10 @@ from corral.actors.store import (
     Heartbeat,
     Publication,
     SaveSession,
+    StorageError,
     StoreActor,
     Write,
+    failure_reason,
 )
 
 
@@ -320,3 +322,135 @@ def test_a_failing_write_is_notified_once_per_interval(store: Any) -> None:
     assert notes[0]["kind"] == "system" and notes[0]["variant"] == "error"
     assert notes[0]["message"].startswith("database write failed: ")
     assert "UNIQUE" in notes[0]["message"]
+
+
+class DiskFull:
+    """Makes message inserts fail as SQLite does on a full disk, while ``full``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = False
+        self.attempts = 0
+        real = db.insert_messages
+
+        def insert(conn: apsw.Connection, session_id: str, messages: Any) -> None:
+            self.attempts += 1
+            if self.full:
+                raise apsw.FullError("database or disk is full")
+            real(conn, session_id, messages)
+
+        monkeypatch.setattr(db, "insert_messages", insert)
+
+
+def step(sid: str, seq: int, **kw: Any) -> Write:
+    """One session step: its row and message ``seq``, announced after the commit."""
+    return Write(
+        [SaveSession(session_row(sid, seq=seq), {}), AddMessages(sid, [message(seq)])],
+        [Publication("agent.message", {"sessionId": sid, "seq": seq}, "p")],
+        live_seq=(sid, seq),
+        **kw,
+    )
+
+
+def stored_seqs(path: Path, sid: str) -> list[int]:
+    conn = db.connect(path, readonly=True)
+    try:
+        messages, _ = db.load_messages(conn, sid, 0, 100)
+    finally:
+        conn.close()
+    return [m["seqId"] for m in messages]
+
+
+def test_a_full_disk_breaks_the_session_until_its_repair_is_stored(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, outbox, path = store
+    disk = DiskFull(monkeypatch)
+    ref.tell(step("s", 1))
+    ref.tell(step("other", 1))
+    drain(ref)
+    disk.full = True
+    errors: list[Exception] = []
+    ref.tell(step("s", 2, on_error=errors.append))
+    drain(ref)
+    assert len(errors) == 1
+    err = errors[0]
+    assert isinstance(err, StorageError)
+    assert err.reason == "disk full" and str(err) == "database write failed: disk full"
+    assert err.committed_seq == 1  # what the session must go back to
+
+    # Space is back, but the session's later steps are refused without touching
+    # the database: storing seq 3 after a lost seq 2 would leave a gap.
+    disk.full = False
+    attempts = disk.attempts
+    ref.tell(step("s", 3, on_error=errors.append))
+    drain(ref)
+    assert len(errors) == 2 and disk.attempts == attempts
+    ref.tell(step("other", 2))  # other sessions write as before
+    drain(ref)
+    assert stored_seqs(path, "other") == [1, 2]
+
+    # The repair (renumbered from the committed seqId) is stored, announced and
+    # confirmed; then the session writes again.
+    confirmed: list[Any] = []
+    ref.tell(step("s", 2, repair=True, then=confirmed.append))
+    drain(ref)
+    assert confirmed and stored_seqs(path, "s") == [1, 2]
+    ref.tell(step("s", 3))
+    drain(ref)
+    assert stored_seqs(path, "s") == [1, 2, 3]
+    announced = [
+        d["seq"] for e, d, _p in outbox.events if e == "agent.message" and d["sessionId"] == "s"
+    ]
+    assert announced == [1, 2, 3]
+
+
+def test_a_repair_that_cannot_be_stored_is_retried_at_each_heartbeat(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, _outbox, path = store
+    disk = DiskFull(monkeypatch)
+    ref.tell(step("s", 1))
+    drain(ref)
+    disk.full = True
+    ref.tell(step("s", 2))
+    confirmed: list[Any] = []
+    ref.tell(step("s", 2, repair=True, then=confirmed.append))
+    ref.tell(step("s", 3, repair=True, then=confirmed.append))  # queues behind it
+    drain(ref)
+    ref.tell(Heartbeat())
+    drain(ref)
+    assert confirmed == [] and stored_seqs(path, "s") == [1]
+    disk.full = False
+    ref.tell(Heartbeat())
+    drain(ref)
+    assert len(confirmed) == 2 and stored_seqs(path, "s") == [1, 2, 3]
+    ref.tell(step("s", 4))
+    drain(ref)
+    assert stored_seqs(path, "s") == [1, 2, 3, 4]
+
+
+def test_a_failure_is_logged_once_per_kind_until_writes_work_again(
+    store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref, _outbox, _path = store
+    disk = DiskFull(monkeypatch)
+    disk.full = True
+    with caplog.at_level("WARNING", logger="corral.store"):
+        for n in range(20):
+            ref.tell(step(f"s{n}", 1))
+        drain(ref)
+        disk.full = False
+        ref.tell(step("fine", 1))
+        drain(ref)
+    failed = [r for r in caplog.records if "database write failed" in r.getMessage()]
+    assert len(failed) == 1 and "disk full" in failed[0].getMessage()
+    assert any("work again" in r.getMessage() for r in caplog.records)
+
+
+def test_failure_reasons() -> None:
+    import errno
+
+    assert failure_reason(apsw.FullError("database or disk is full")) == "disk full"
+    assert failure_reason(OSError(errno.ENOSPC, "No space left on device")) == "disk full"
+    assert failure_reason(apsw.IOError("disk I/O error")) == "disk I/O error"
+    assert failure_reason(ValueError("")) == "ValueError"
