@@ -79,7 +79,11 @@ class Control:
 
 
 def exit_reason(report: ExitReport) -> str:
-    """``provider exited with code N: <last stderr line>`` (or killed by a signal)."""
+    """The report's own ``reason`` when it has one (corral stopped the provider and
+    says why), else ``provider exited with code N: <last stderr line>`` (or killed
+    by a signal)."""
+    if report.reason:
+        return report.reason
     if report.signal is not None:
         head = f"provider killed by signal {report.signal}"
     else:

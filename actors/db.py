@@ -316,18 +316,25 @@ def pending_approvals(conn: apsw.Connection, session_id: str) -> list[dict[str, 
 
 
 def mark_interrupted(
-    conn: apsw.Connection, error: str, resolved: list[dict[str, Any]] | None = None
+    conn: apsw.Connection,
+    error: str,
+    resolved: list[dict[str, Any]] | None = None,
+    sessions: list[tuple[str, str]] | None = None,
 ) -> int:
     """Sessions left `running` (or `idle`) by a dead daemon become `error`, with a
-    system message saying so at the end of their transcript. Their pending
-    approvals are denied ``by: restart`` (a transcript line each; appended to
-    ``resolved`` as ``approval.resolved`` data)."""
+    system message saying so at the end of their transcript (their ids and
+    projects appended to ``sessions``). Their pending approvals are denied ``by:
+    restart`` (a transcript line each; appended to ``resolved`` as
+    ``approval.resolved`` data)."""
     now = now_ms()
     with conn:
         rows = conn.execute(
-            "SELECT session_id, last_seq_id FROM sessions WHERE status IN ('running', 'idle')"
+            "SELECT session_id, last_seq_id, project_id FROM sessions "
+            "WHERE status IN ('running', 'idle')"
         ).fetchall()
-        for session_id, last_seq in rows:
+        for session_id, last_seq, project_id in rows:
+            if sessions is not None:
+                sessions.append((str(session_id), str(project_id)))
             seq = int(last_seq or 0)
             notes: list[dict[str, Any]] = []
             for approval in pending_approvals(conn, str(session_id)):

@@ -41,6 +41,7 @@ class ExitReport:
     stopped_by_us: bool  # a stop or close was asked for before it ended
     pid: int | None = None
     leftover_killed: int = 0  # processes of its tree still alive after it exited, killed by us
+    reason: str | None = None  # why corral stopped it, when it did so on its own account
 
 
 @dataclass(frozen=True)

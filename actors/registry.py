@@ -207,13 +207,11 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
             elif isinstance(message, RequestRetire):
                 self._on_request_retire(message)
             elif isinstance(message, Notify):
-                self._notify(
-                    message.variant,
-                    message.kind,
-                    message.message,
-                    message.session_id,
-                    message.project_id,
-                )
+                ids = (message.session_id, message.project_id)
+                if message.kind == "agent_error":  # with its errorClass and retryable
+                    self._notify_error(message.message, *ids)
+                else:
+                    self._notify(message.variant, message.kind, message.message, *ids)
             elif isinstance(message, SessionDied):
                 self._on_session_died(message)
             elif isinstance(message, Tick):

@@ -1,12 +1,13 @@
 """The daemon process: wiring the actors, the router and the providers together.
 
-Start order: directories → database (migrate, mark sessions a dead daemon left
-running as interrupted) → scheduler → store → readers → registry → router
-(bind) → ``endpoints.json`` → ``daemon.started`` → heartbeat → systemd READY
-→ watchdog. Shutdown runs the reverse: systemd STOPPING → refuse new starts →
-end every session (interrupt and signal ladder) → drain the store →
-``daemon.stopping`` → close sockets → remove ``endpoints.json``. Any actor still
-alive at the end is logged as a bug.
+Start order: directories → data-dir lock → sweep (kill what the providers of
+a dead daemon left running, from its provider ledger) and a fresh ledger →
+database (migrate, mark sessions a dead daemon left running as interrupted) →
+scheduler → store → readers → registry → router (bind) → ``endpoints.json`` →
+``daemon.started`` → heartbeat → systemd READY → watchdog. Shutdown runs the
+reverse: systemd STOPPING → refuse new starts → end every session (interrupt
+and signal ladder) → drain the store → ``daemon.stopping`` → close sockets →
+remove ``endpoints.json``. Any actor still alive at the end is logged as a bug.
 
 Provider processes start from the daemon's environment minus what is the
 daemon's own (:func:`child_base_env`).
@@ -29,7 +30,7 @@ import pykka
 import zmq
 
 from corral.actors import db, db_check, oplog
-from corral.actors.messages import Shutdown
+from corral.actors.messages import Notify, Shutdown
 from corral.actors.reader import ReaderActor, ReaderPool
 from corral.actors.registry import RegistryActor
 from corral.actors.scheduler import Scheduler
@@ -40,7 +41,8 @@ from corral.supervisor.config import ConfigError, DaemonConfig
 from corral.supervisor.curve import CurveServer, CurveSetupError
 from corral.supervisor.desktop import DesktopNotifier
 from corral.supervisor.notify import ProbedOutbox, Watchdog, sd_notify
-from corral.supervisor.process import procfs
+from corral.supervisor.process import ledger as provider_ledger
+from corral.supervisor.process import procfs, sweep
 from corral.supervisor.providers.api import ProviderContext
 from corral.supervisor.providers.registry import ProviderRegistry
 from corral.supervisor.router import Router
@@ -102,6 +104,7 @@ class Daemon:
         self._stopped = False
         self._bound = False
         self._lock: datadir_lock.DataDirLock | None = None
+        self._ledger: provider_ledger.ProviderLedger | None = None
 
     # ------------------------------------------------------------ start
 
@@ -116,6 +119,7 @@ class Daemon:
         self._prepare_dirs()
         self._lock = datadir_lock.acquire(cfg.data_dir)  # a second daemon exits 2 here
         self._refuse_if_running()
+        self._sweep_and_record()
         if cfg.curve_dir is not None:
             try:
                 self._curve = CurveServer(self._ctx, cfg.curve_dir)
@@ -128,7 +132,8 @@ class Daemon:
             raise ConfigError(str(exc)) from None
         conn = db.connect(cfg.db_path)
         denied: list[dict[str, Any]] = []
-        interrupted = db.mark_interrupted(conn, RESTART_ERROR, denied)
+        lost: list[tuple[str, str]] = []  # (session, project) a dead daemon left running
+        interrupted = db.mark_interrupted(conn, RESTART_ERROR, denied, lost)
         conn.close()
         oplog.restart_recovered(interrupted)
 
@@ -203,6 +208,9 @@ class Daemon:
         for resolved in denied:  # pending approvals a dead daemon left: denied by restart
             project_id = resolved.pop("projectId", None)
             self._outbox.publish("approval.resolved", resolved, project_id)
+        for session_id, project_id in lost:  # one notification per interrupted session
+            message = f"{project_id}: {RESTART_ERROR}"
+            self._registry.tell(Notify("error", "agent_error", message, session_id, project_id))
         self._scheduler.call_every(1.0, self._store, Heartbeat)
         sd_notify("READY=1")
         self._watchdog = Watchdog([self._outbox.router, self._outbox.store], self._outbox.counts)
@@ -214,6 +222,16 @@ class Daemon:
             self._router.events_url,
             cfg.data_dir,
         )
+
+    def _sweep_and_record(self) -> None:
+        """Kill what a dead daemon's providers left running, then record ours afresh."""
+        path = self.config.data_dir / provider_ledger.LEDGER_NAME
+        try:
+            sweep.sweep_ledger(path)
+        except Exception:
+            log.exception("sweeping what the last run left failed")
+        self._ledger = provider_ledger.ProviderLedger(path)
+        provider_ledger.install(self._ledger)
 
     def _prepare_dirs(self) -> None:
         """The data directory (0700) and the socket directories (0700, ours, not
@@ -294,6 +312,9 @@ class Daemon:
         self._scheduler.stop()
         self._stop_actors()
         self._desktop.close()
+        if self._ledger is not None:
+            provider_ledger.install(None)
+            self._ledger.close()
         if self._router is not None:
             self._router.stop(ROUTER_STOP_S)
         if self._curve is not None:

@@ -14,7 +14,12 @@ One module per job:
   (:func:`default_tracker` otherwise);
 * :mod:`.kill` -- signalling by ``(pid, start time)`` through pidfds,
   freeze-then-kill, reaping by PID (never ``waitpid(-1)``);
-* :mod:`.procfs` -- the ``/proc`` reads and the subreaper ``prctl``.
+* :mod:`.procfs` -- the ``/proc`` reads and the subreaper ``prctl``;
+* :mod:`.spawner` -- :class:`Spawner`, the one long-lived thread that forks
+  every provider with a parent-death signal, so it dies with the daemon;
+* :mod:`.ledger` -- :class:`ProviderLedger`, the live providers (and their
+  descendants) on disk, for the next start;
+* :mod:`.sweep` -- at start, killing what the last run's providers left.
 """
 
 from corral.actors.ports import ExitReport
@@ -26,6 +31,7 @@ from corral.supervisor.process.kill import (
     reap_pid,
 )
 from corral.supervisor.process.ladder import StopLadder
+from corral.supervisor.process.ledger import LedgerEntry, ProviderLedger, read_ledger
 from corral.supervisor.process.lines import LineSplitter
 from corral.supervisor.process.procfs import (
     ProcStat,
@@ -35,6 +41,8 @@ from corral.supervisor.process.procfs import (
     proc_stat,
     session_members,
 )
+from corral.supervisor.process.spawner import Spawner, default_spawner, die_with_parent
+from corral.supervisor.process.sweep import sweep_ledger
 from corral.supervisor.process.tree import (
     TRACK_INTERVAL,
     DescendantTracker,
@@ -46,19 +54,26 @@ __all__ = [
     "TRACK_INTERVAL",
     "DescendantTracker",
     "ExitReport",
+    "LedgerEntry",
     "LineSplitter",
     "Pinned",
     "ProcStat",
     "ProcessTree",
+    "ProviderLedger",
     "ProviderProcess",
+    "Spawner",
     "StopLadder",
     "become_subreaper",
     "children_of",
+    "default_spawner",
     "default_tracker",
+    "die_with_parent",
     "freeze_and_kill",
     "is_subreaper",
     "pin_process",
     "proc_stat",
+    "read_ledger",
     "reap_pid",
     "session_members",
+    "sweep_ledger",
 ]

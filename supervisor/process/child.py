@@ -27,11 +27,12 @@ Threads per process (all daemon threads):
 ``<name>-stop``
     Only while :meth:`ProviderProcess.terminate` runs its signal ladder.
 
-Every provider is registered with a
+Every provider is spawned (:mod:`~corral.supervisor.process.spawner`) so that
+it dies with the daemon, registered with a
 :class:`~corral.supervisor.process.tree.DescendantTracker` (injected; the
 shared :func:`~corral.supervisor.process.tree.default_tracker` otherwise)
-under its ``spawn_lock``, right as it is spawned, so the tracker never takes
-a brand-new leader for an orphan.
+under its ``spawn_lock`` so the tracker never takes a brand-new leader for an
+orphan, and recorded until reaped in the provider ledger (:mod:`.ledger`).
 
 If something outside the provider's tree still holds stdout or stderr open
 after the leader exited, the readers stop after the stream has been idle for
@@ -39,10 +40,10 @@ after the leader exited, the readers stop after the stream has been idle for
 after the exit: see :mod:`~corral.supervisor.process.pump`), so ``on_exit``
 always comes.
 
-Over-long lines: a stdout line longer than ``max_line_bytes`` is delivered
-as its first ``max_line_bytes`` bytes (see
-:mod:`~corral.supervisor.process.lines`); each cut is logged and counted in
-:attr:`ProviderProcess.truncated_lines`.
+A stdout line longer than ``max_line_bytes`` is dropped (see
+:mod:`~corral.supervisor.process.lines`), logged and counted. A provider still
+running ``STDOUT_EOF_GRACE_S`` after closing its stdout is stopped (SIGTERM,
+then SIGKILL); its exit report says so (:data:`CLOSED_OUTPUT_REASON`).
 """
 
 from __future__ import annotations
@@ -60,21 +61,28 @@ from collections.abc import Callable, Mapping, Sequence
 
 from corral.actors.ports import ExitReport
 from corral.supervisor.process.ladder import StopLadder
-from corral.supervisor.process.lines import LineSplitter
+from corral.supervisor.process.ledger import ProviderLedger, current_ledger
+from corral.supervisor.process.lines import DroppedLine, LineSplitter, line_runs
 from corral.supervisor.process.pump import DRAIN_HARD_CAP, pump
+from corral.supervisor.process.spawner import release, spawn_provider
 from corral.supervisor.process.tree import (
     DescendantTracker,
     ProcessTree,
     default_tracker,
 )
 
-__all__ = ["ProviderProcess"]
+__all__ = ["CLOSED_OUTPUT_REASON", "STDOUT_EOF_GRACE_S", "ProviderProcess"]
 
 log = logging.getLogger("corral.process")
 
 # Bounded waits used on the exit path.
 _JOIN_TIMEOUT = 5.0
 _STDIN_LOCK_TIMEOUT = 1.0
+
+#: How long a provider may live on after closing its stdout (it may be exiting).
+STDOUT_EOF_GRACE_S = 1.0
+#: The exit report's reason when it was stopped for that.
+CLOSED_OUTPUT_REASON = "provider closed its output and was stopped"
 
 
 class ProviderProcess:
@@ -83,12 +91,14 @@ class ProviderProcess:
     Callbacks: ``on_line(bytes)`` for each stdout line, or ``on_lines(list)``
     once per read with the lines it completed (fewer hand-offs under a flood),
     and then ``on_exit(ExitReport)`` exactly once, all on the stdout reader thread.
-    Exceptions from either callback are logged and swallowed.
+    ``on_dropped_line(DroppedLine)`` (optional) hears of each over-long line, in
+    order with the lines. Exceptions from the callbacks are logged and swallowed.
 
     ``tracker`` is the descendant tracker to register with (every provider
     of a process must share one; :func:`default_tracker` if not given).
     ``killpg(pgid, sig)`` sends every signal to the group (``os.killpg`` if
     not given; a test can record what the ladder sends and when).
+    ``ledger`` records it while it lives (:func:`current_ledger` if not given).
     """
 
     def __init__(
@@ -107,6 +117,8 @@ class ProviderProcess:
         drain_timeout: float = 2.0,
         tracker: DescendantTracker | None = None,
         killpg: Callable[[int, int], None] | None = None,
+        ledger: ProviderLedger | None = None,
+        on_dropped_line: Callable[[DroppedLine], None] | None = None,
     ) -> None:
         if not argv:
             raise ValueError("argv must not be empty")
@@ -118,6 +130,8 @@ class ProviderProcess:
         self._on_line = on_line
         self._on_lines = on_lines
         self._on_exit = on_exit
+        self._on_dropped_line = on_dropped_line
+        self._reason: str | None = None  # for the exit report; stdout reader thread only
         self._stdin_pipe = stdin_pipe
         self._stderr_cap = max(0, stderr_tail_bytes)
         self._splitter = LineSplitter(max_line_bytes)
@@ -125,6 +139,7 @@ class ProviderProcess:
         self._drain_timeout = max(0.0, drain_timeout)
         self._tracker = tracker if tracker is not None else default_tracker()
         self._killpg = killpg if killpg is not None else os.killpg
+        self._ledger = ledger if ledger is not None else current_ledger()
 
         self._proc: subprocess.Popen[bytes] | None = None
         self._pgid = 0
@@ -158,29 +173,23 @@ class ProviderProcess:
     def start(self) -> None:
         """Spawn the child and its threads.
 
-        Raises ``OSError`` (e.g. ``FileNotFoundError``, ``PermissionError``)
-        if it cannot be spawned, ``RuntimeError`` if its tracker is closed; no
-        callback is called then.
+        Raises ``OSError`` (e.g. ``FileNotFoundError``, ``PermissionError``;
+        ``TimeoutError`` if the spawner is stuck) if it cannot be spawned,
+        ``RuntimeError`` if its tracker is closed; no callback is called then.
         """
         if self._proc is not None:
             raise RuntimeError(f"{self._name}: already started")
         wake_r, wake_w = os.pipe()
         try:
-            with self._tracker.spawn_lock:
-                if self._tracker.closed:
-                    raise RuntimeError(f"{self._name}: the descendant tracker is closed")
-                proc = subprocess.Popen(
-                    self._argv,
-                    stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    cwd=self._cwd,
-                    env=self._env,
-                    close_fds=True,
-                    start_new_session=True,
-                    bufsize=0,
-                )
-                self._tree = self._tracker.add(proc.pid)
+            proc, self._tree = spawn_provider(
+                self._argv,
+                env=self._env,
+                cwd=self._cwd,
+                stdin_pipe=self._stdin_pipe,
+                tracker=self._tracker,
+                ledger=self._ledger,
+                name=self._name,
+            )
         except BaseException:
             os.close(wake_r)
             os.close(wake_w)
@@ -215,7 +224,7 @@ class ProviderProcess:
             if not self._wait_thread.is_alive():
                 with contextlib.suppress(Exception):
                     proc.wait(1.0)
-                self._tracker.remove(self._tree)
+                release(self._tracker, self._tree, self._ledger, proc.pid)
             raise
 
     # ------------------------------------------------------------- properties
@@ -248,9 +257,9 @@ class ProviderProcess:
             return self._stderr_buf.decode("utf-8", errors="replace")
 
     @property
-    def truncated_lines(self) -> int:
-        """How many stdout lines were cut at ``max_line_bytes``."""
-        return self._splitter.truncated_lines
+    def dropped_lines(self) -> int:
+        """How many stdout lines were dropped as longer than ``max_line_bytes``."""
+        return self._splitter.dropped_lines
 
     # ------------------------------------------------------------------ stdin
 
@@ -433,8 +442,7 @@ class ProviderProcess:
         except Exception:
             log.exception("%s: killing leftovers of group %d failed", self._name, self._pgid)
         finally:
-            if self._tree is not None:
-                self._tracker.remove(self._tree)
+            release(self._tracker, self._tree, self._ledger, pid)
         with self._cond:
             self._exited = True
             self._cond.notify_all()
@@ -464,17 +472,20 @@ class ProviderProcess:
             log.exception("%s: on_lines callback failed", self._name)
 
     def _on_stdout(self, data: bytes) -> None:
-        before = self._splitter.truncated_lines
-        lines = self._splitter.feed(data)
-        if lines:
-            self._deliver(lines)
-        if self._splitter.truncated_lines != before:
-            log.warning(
-                "%s: stdout line longer than %d bytes cut (%d line(s) so far)",
-                self._name,
-                self._splitter.max_line_bytes,
-                self._splitter.truncated_lines,
-            )
+        self._deliver_all(self._splitter.feed(data))
+
+    def _deliver_all(self, found: list[bytes | DroppedLine]) -> None:
+        """Hand ``found`` over in order: runs of lines at once, each drop on its own."""
+        for run in line_runs(found):
+            if isinstance(run, list):
+                self._deliver(run)
+                continue
+            log.warning("%s: dropped a stdout line of %d bytes", self._name, run.size)
+            if self._on_dropped_line is not None:
+                try:
+                    self._on_dropped_line(run)
+                except Exception:
+                    log.exception("%s: on_dropped_line callback failed", self._name)
 
     def _on_stderr(self, data: bytes) -> None:
         with self._stderr_lock:
@@ -515,10 +526,28 @@ class ProviderProcess:
             log.exception("%s: stdout reader failed", self._name)
         last = self._splitter.finish()
         if last is not None:
-            self._deliver([last])
-        # stdout may end long before the exit (the child closed it): wait.
-        self._reaped.wait()
+            self._deliver_all([last])
+        # stdout may end before the exit (the child closed it): if it runs on, stop it.
+        if not self._reaped.wait(STDOUT_EOF_GRACE_S):
+            self._stop_unheard()
+            self._reaped.wait()
         self._finish()
+
+    def _stop_unheard(self) -> None:
+        """stdout ended but the leader still runs: stop it (unless a stop runs already)."""
+        with self._cond:
+            if self._proc is None or self._exited or self._stopped_by_us:
+                return
+            # Exited but not reaped yet (its leftovers being killed)? Then nothing to do.
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            with contextlib.suppress(ChildProcessError):
+                if os.waitid(os.P_PID, self._proc.pid, flags) is None:
+                    self._stopped_by_us = True
+            if not self._stopped_by_us:
+                return
+        self._reason = CLOSED_OUTPUT_REASON
+        log.warning("%s: closed its stdout but kept running; stopping it", self._name)
+        self.terminate()
 
     def _finish(self) -> None:
         proc = self._proc
@@ -552,6 +581,7 @@ class ProviderProcess:
             stderr_tail=self.stderr_tail,
             stopped_by_us=stopped,
             leftover_killed=self._leftover_killed,
+            reason=self._reason,
         )
         self._exit_info = info
         try:

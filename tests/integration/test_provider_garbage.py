@@ -1,6 +1,8 @@
 """Whatever a provider prints, the daemon survives it: a fake `claude` binary
 that prints junk (invalid UTF-8, non-JSON, JSON of every wrong shape, a huge
-line) and exits without ending its turn."""
+line) and exits without ending its turn. A few junk lines are stored raw and
+the session goes on; the huge line is dropped with a note saying so. (Floods
+of junk, and other faults: test_provider_faults.py.)"""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ lines = [
     b'{"type": "brand_new_event", "payload": {"deep": [1, {"a": null}]}}',
     b"{" * 5000,
     b'{"type": "assistant", "message": {"content": [{"type": "text", "text": "'
-    + b"A" * 10_000_000  # beyond the 8 MiB line limit: cut, so no longer JSON
+    + b"A" * 10_000_000  # beyond the 8 MiB line limit: dropped, a note instead
     + b'"}]}}',
     json.dumps({"type": "assistant", "message": {"id": "m", "content": [
         {"type": "text", "text": "still parsing after the junk"}]}}).encode(),
@@ -45,6 +47,10 @@ out.write(b"no newline at the end")
 out.flush()
 sys.exit(0)
 """
+
+
+HUGE_HEAD = b'{"type": "assistant", "message": {"content": [{"type": "text", "text": "'
+HUGE_TAIL = b'"}]}}'
 
 
 def make_fake_claude(directory: Path) -> Path:
@@ -71,8 +77,16 @@ def test_junk_output_is_survived_stored_and_reported(
         messages = client.call("session.messages.load", {"sessionId": sid})["messages"]
         texts = [m["content"] for m in messages if m["role"] == "assistant"]
         assert "still parsing after the junk" in texts
-        # the huge line was cut (and so stored as unparsed), not kept whole
+        # the huge line was dropped whole, and the transcript says so where it was
         assert all(len(t) < 1024 for t in texts)
+        notes = [m["content"] for m in messages if m["role"] == "system"]
+        huge = len(HUGE_HEAD) + 10_000_000 + len(HUGE_TAIL)
+        assert f"a provider output line of {huge:,} bytes was dropped (limit 8 MiB)" in notes
+        note_seq = next(m["seqId"] for m in messages if m["content"].startswith("a provider"))
+        text_seq = next(m["seqId"] for m in messages if m["content"].startswith("still parsing"))
+        assert note_seq < text_seq
+        # a few junk lines are not "a provider that does not speak stream-json"
+        assert not status["error"].startswith("provider output is not stream-json")
         # the daemon is fine and keeps serving
         assert client.call("daemon.ping")["pong"] is True
         assert client.call("session.get", {"projectId": "junk"})["session"]["status"] == "error"
@@ -80,3 +94,4 @@ def test_junk_output_is_survived_stored_and_reported(
     raw = conn.execute("SELECT count(*) FROM provider_raw WHERE session_id = ?", (sid,)).fetchone()
     conn.close()
     assert raw is not None and raw[0] >= 5  # unknown lines are stored, not dropped
+    assert raw[0] < 20  # ... and the huge line is not among them

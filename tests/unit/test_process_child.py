@@ -13,6 +13,7 @@ import pytest
 
 from corral.actors.ports import ExitReport
 from corral.supervisor.process import ProviderProcess
+from corral.supervisor.process.lines import DroppedLine
 from tests.support.proc import (
     PY,
     READY_IGNORING_TERM,
@@ -73,7 +74,7 @@ def test_exactly_one_line_callback(h: Harness) -> None:
             )
 
 
-def test_huge_line_is_truncated_not_buffered(h: Harness) -> None:
+def test_huge_line_is_dropped_not_buffered(h: Harness) -> None:
     code = (
         "import sys\n"
         "w = sys.stdout.buffer.write\n"
@@ -81,11 +82,13 @@ def test_huge_line_is_truncated_not_buffered(h: Harness) -> None:
         "w(b'next\\n')\n"
         "w(b'b' * 500_000)\n"
     )
-    p, rec = h.spawn(code, max_line_bytes=1000)
+    dropped: list[DroppedLine] = []
+    p, rec = h.spawn(code, max_line_bytes=1000, on_dropped_line=dropped.append)
     info = p.wait(10)
     assert info is not None and info.returncode == 0
-    assert rec.lines == [b"a" * 1000, b"next", b"b" * 1000]
-    assert p.truncated_lines == 2
+    assert rec.lines == [b"next"]
+    assert dropped == [DroppedLine(3_000_000, 1000), DroppedLine(500_000, 1000)]
+    assert p.dropped_lines == 2
 
 
 def test_on_line_exception_does_not_kill_reader(

@@ -8,7 +8,10 @@ items for the session, and lines to write back, such as a handshake's next
 step or the answer to a server request). :class:`StdioStreamHandle` does the
 rest for all of them: the :class:`~corral.supervisor.process.ProviderProcess`,
 bounded stdin writes, one hand-off per read with flow control back from the
-store, the stop ladder and the exit report.
+store, the stop ladder and the exit report. What the process prints that is
+not its protocol goes through an :class:`~.output_guard.OutputGuard`: unknown
+lines are capped, over-long lines become a note, and a process printing
+garbage is stopped with the guard's verdict as its exit reason.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from corral.actors.normalized import Normalized
 from corral.actors.ports import ApprovalDecision, Capabilities, ExitReport, LaunchRequest
 from corral.supervisor.process import ProviderProcess
+from corral.supervisor.process.lines import DroppedLine
+from corral.supervisor.providers.handles.output_guard import OutputGuard
 
 log = logging.getLogger("corral.providers")
 
@@ -127,6 +132,7 @@ class StdioStreamHandle:
         self._stopping = threading.Event()
         self._credits = threading.Semaphore(BATCHES_IN_FLIGHT)
         self._name = name
+        self._guard = OutputGuard()
         self._process = ProviderProcess(
             spec.argv,
             env=spec.env,
@@ -135,6 +141,7 @@ class StdioStreamHandle:
             on_exit=self._exited,
             stdin_pipe=True,
             name=name,
+            on_dropped_line=self._dropped_line,
         )
 
     @property
@@ -212,16 +219,42 @@ class StdioStreamHandle:
         # One hand-off per read: a flood becomes a few large session steps
         # (one commit, one event each) instead of one per line.
         items: list[Normalized] = []
+        guard = self._guard
         for raw in raws:
+            if guard.verdict is not None:
+                break
             if not raw.strip():
                 continue
             found, replies = self._protocol.feed(raw)
-            items.extend(found)
+            items.extend(guard.take(raw, found, bool(replies)))
+            if guard.verdict is not None:
+                break
             if replies and not self._write(replies, REPLY_WRITE_TIMEOUT_S):
                 log.warning("%s: the provider did not take a reply on stdin", self._name)
+        if any(n.kind == "turn_end" for n in items):
+            items.extend(guard.summary())
+        self._check_verdict()
+        self._hand_over(items)
+
+    def _dropped_line(self, line: DroppedLine) -> None:
+        items = self._guard.dropped_line(line)
+        self._check_verdict()
+        self._hand_over(items)
+
+    def _hand_over(self, items: list[Normalized]) -> None:
         if items:
             self._take_credit()
             self._on_messages(items, self._credits.release)
+
+    def _check_verdict(self) -> None:
+        """The guard judged the output garbage: stop the process (once); the rest
+        of what it prints is dropped and its exit report carries the verdict."""
+        if self._guard.verdict is None or self._stopping.is_set():
+            return
+        log.warning("%s: %s; stopping it", self._name, self._guard.verdict)
+        self._stopping.set()
+        self._process.terminate(((signal.SIGTERM, SIGTERM_GRACE_S),))
+        self._end_stdin([])
 
     def _take_credit(self) -> None:
         """Flow control: at most BATCHES_IN_FLIGHT handed-over reads may await their
@@ -237,4 +270,10 @@ class StdioStreamHandle:
                 log.warning("%s: output waits for the store (%.0fs)", self._name, waited)
 
     def _exited(self, report: ExitReport) -> None:
+        # What was not stored is counted in one row, before the exit is reported.
+        summary = self._guard.summary()
+        if summary:
+            self._on_messages(summary, lambda: None)
+        if self._guard.verdict is not None:
+            report = replace(report, reason=self._guard.verdict)
         self._on_exit(report)
