@@ -482,23 +482,36 @@ def read_transcript(path: Path, session_id: str) -> list[dict[str, Any]]:
         conn.close()
 
 
+PAGE_MAX_BYTES = 512 * 1024
+"""A page of ``session.messages.load`` stops once it holds this many bytes of message
+text (always at least one message); ``hasMore`` then tells the client to go on."""
+
+
 def load_messages(
     conn: apsw.Connection, session_id: str, after_seq: int, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Messages with seqId > after_seq, ascending, at most `limit`; and whether more exist."""
-    rows = conn.execute(
+    """Messages with seqId > after_seq, ascending, at most `limit` and about
+    PAGE_MAX_BYTES; and whether more exist. Rows are read one at a time, so a page
+    of huge messages is never all in memory at once."""
+    cursor = conn.execute(
         "SELECT seq_id, id, role, content, extra, timestamp FROM messages "
         "WHERE session_id = ? AND seq_id > ? ORDER BY seq_id LIMIT ?",
         (session_id, after_seq, limit + 1),
-    ).fetchall()
-    has_more = len(rows) > limit
+    )
     out: list[dict[str, Any]] = []
-    for seq_id, mid, role, content, extra, ts in rows[:limit]:
+    size = 0
+    has_more = False
+    for seq_id, mid, role, content, extra, ts in cursor:
+        if len(out) >= limit or (out and size >= PAGE_MAX_BYTES):
+            has_more = True
+            break
+        size += len(content or "") + len(extra or "")
         msg: dict[str, Any] = {"id": mid, "seqId": seq_id, "role": role, "content": content}
         if extra:
             msg.update(orjson.loads(str(extra)))
         msg["timestamp"] = ts
         out.append(msg)
+    cursor.close()
     return out, has_more
 
 

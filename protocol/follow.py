@@ -318,7 +318,8 @@ class _Logic:
                 seq = message.get("seqId") if isinstance(message, dict) else None
                 if not isinstance(seq, int) or seq <= self.last:
                     continue
-                if seq != self.last + 1 or self._need_resync:
+                if seq != self.last + 1 or self._need_resync or message.get("truncated"):
+                    # a gap, or a text cut in the event: load it whole from storage
                     self.target = max(self.target, seq)
                     self._need_resync = True
                     return

@@ -294,7 +294,9 @@ _SPECS: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "session.messages.load",
-        "Stored messages of a session after a seqId, ascending.",
+        "Stored messages of a session after a seqId, ascending. A page also ends once "
+        "it holds 512 KiB of message text (always at least one message): go on while "
+        "`hasMore`.",
         _params(
             {
                 "sessionId": SESSION_ID,

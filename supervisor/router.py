@@ -43,7 +43,12 @@ log = logging.getLogger("corral.router")
 
 REFUSED_WHILE_STOPPING = frozenset({"agent.start", "agent.prompt", "session.restore"})
 MAX_IN_FLIGHT = 10_000
-PUB_HWM = 10_000
+PUB_HWM = 1_000
+"""Events queued per subscriber before PUB drops for it; an event is at most about
+64 KiB (actors.session_write.EVENT_MAX_BYTES), so about 64 MiB per subscriber."""
+RPC_HWM = 1_000
+"""Replies queued per RPC peer before ROUTER drops for it (and requests queued per
+peer); a reply is at most 1 MiB (a request) or a page of session.messages.load."""
 MAX_ZMQ_MESSAGE = 16 * 1024 * 1024
 OUTBOX_SLICE = 500
 
@@ -106,8 +111,8 @@ class Router:
         rpc = self._ctx.socket(zmq.ROUTER)
         rpc.setsockopt(zmq.LINGER, 0)
         rpc.setsockopt(zmq.MAXMSGSIZE, MAX_ZMQ_MESSAGE)
-        rpc.setsockopt(zmq.SNDHWM, 100_000)
-        rpc.setsockopt(zmq.RCVHWM, 100_000)
+        rpc.setsockopt(zmq.SNDHWM, RPC_HWM)
+        rpc.setsockopt(zmq.RCVHWM, RPC_HWM)
         pub = self._ctx.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, 500)
         pub.setsockopt(zmq.SNDHWM, PUB_HWM)

@@ -380,3 +380,19 @@ def test_random_losses_end_with_the_stored_sequence(drop_every: int) -> None:
         d.publish(SID, seq, drop=seq % drop_every == 0)
     d.status(SID, "done", drop=drop_every == 2)
     assert seqs(run(follower(d, check_interval=0.01))) == list(range(1, 60))
+
+
+def test_a_message_cut_in_its_event_is_loaded_whole() -> None:
+    d = FakeDaemon()
+    d.add_session(SID, n=1)
+    whole = d.commit(SID, 2)[0]
+    whole["content"] = "x" * 40_000
+    cut = dict(whole, content="x" * 16_384, truncated=True, contentBytes=40_000)
+    d.event("agent.message", {"sessionId": SID, "messages": [cut]})
+    d.publish(SID, 3)
+    d.status(SID, "done")
+    f = follower(d)
+    messages = [u.message for u in run(f) if u.message is not None]
+    assert [m["seqId"] for m in messages] == [1, 2, 3]
+    assert messages[1]["content"] == "x" * 40_000 and "truncated" not in messages[1]
+    assert f.resyncs == 2  # the snapshot, then the cut message

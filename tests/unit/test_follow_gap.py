@@ -1,7 +1,7 @@
 """The follower against a real daemon, with events lost on the way.
 
 The subscriber has a tiny receive high-water mark and a slow consumer. The
-daemon's PUB socket only drops for a subscriber 10,000 events behind, more
+daemon's PUB socket only drops for a subscriber 1,000 events behind, more
 than a test should wait for, so :class:`LossySubscriber` also drops events the
 way the PUB socket does: whole events, leaving an ``eseq`` jump. Whatever is
 lost (messages, the final status), the follower must end with exactly the

@@ -32,7 +32,8 @@ export const TERMINAL = new Set(["done", "error"]);
  * @property {(sessionId: string, previous: string | null) => void} [onSession]
  *   a project follower moved to another session (its seqIds start again at 1)
  * @property {(info: {sessionId: string | null, reason: string, afterSeq: number}) => void} [onResync]
- *   a reload from storage starts (reason: snapshot, eseq, boot, seqId, heartbeat, retry)
+ *   a reload from storage starts (reason: snapshot, eseq, boot, seqId, heartbeat, retry,
+ *   truncated)
  * @property {(error: Error) => void} [onError] a failed reload; it is retried on the next heartbeat
  * @property {boolean} [everything=true] subscribe to every topic so that `eseq`
  *   jumps are visible; false subscribes to the project's topic (or all projects
@@ -312,6 +313,11 @@ export class Follower {
   async #onMessages(messages) {
     if (!Array.isArray(messages)) return;
     for (const message of messages) {
+      if (message?.truncated === true && message.seqId === this.lastSeq + 1) {
+        // The event carries its text cut (over 16 KiB): load it whole.
+        await this.#resync("truncated");
+        if (message.seqId <= this.lastSeq) continue;
+      }
       if (this.#offer(message, "live")) continue;
       this.stats.seqGaps += 1;
       await this.#resync("seqId");

@@ -39,7 +39,8 @@ SIGTERM_GRACE_S = 2.0
 CLOSE_GRACE_S = 3.0
 PROMPT_WRITE_TIMEOUT_S = 10.0
 REPLY_WRITE_TIMEOUT_S = 5.0
-BATCHES_IN_FLIGHT = 16  # reads (up to 64 KiB each) handed over but not yet committed
+BATCHES_IN_FLIGHT = 16  # credits: a hand-off takes one per started 64 KiB it carries
+CREDIT_BYTES = 64 * 1024
 CREDIT_POLL_S = 0.25
 CREDIT_WARN_S = 30.0
 
@@ -234,17 +235,18 @@ class StdioStreamHandle:
         if any(n.kind == "turn_end" for n in items):
             items.extend(guard.summary())
         self._check_verdict()
-        self._hand_over(items)
+        self._hand_over(items, sum(len(raw) for raw in raws))
 
     def _dropped_line(self, line: DroppedLine) -> None:
         items = self._guard.dropped_line(line)
         self._check_verdict()
         self._hand_over(items)
 
-    def _hand_over(self, items: list[Normalized]) -> None:
+    def _hand_over(self, items: list[Normalized], size: int = 0) -> None:
         if items:
-            self._take_credit()
-            self._on_messages(items, self._credits.release)
+            wanted = min(BATCHES_IN_FLIGHT, max(1, -(-size // CREDIT_BYTES)))
+            taken = self._take_credits(wanted)
+            self._on_messages(items, lambda: self._credits.release(taken) if taken else None)
 
     def _check_verdict(self) -> None:
         """The guard judged the output garbage: stop the process (once); the rest
@@ -256,18 +258,25 @@ class StdioStreamHandle:
         self._process.terminate(((signal.SIGTERM, SIGTERM_GRACE_S),))
         self._end_stdin([])
 
-    def _take_credit(self) -> None:
-        """Flow control: at most BATCHES_IN_FLIGHT handed-over reads may await their
-        commit. Past that the reader waits, the pipe fills and the provider blocks
-        on its own output. A process being stopped or closed is never held back
-        (its session may be gone and would not give credits back)."""
+    def _take_credits(self, wanted: int) -> int:
+        """Flow control: at most BATCHES_IN_FLIGHT times 64 KiB of handed-over output may
+        await its commit (a hand-off takes a credit per started 64 KiB, at most
+        all of them). Past that the reader waits, the pipe fills and the provider
+        blocks on its own output. A process being stopped or closed is never held
+        back (its session may be gone and would not give credits back). Returns
+        the credits taken, to be given back once the hand-off is stored."""
         waited = 0.0
-        while not self._credits.acquire(timeout=CREDIT_POLL_S):
+        taken = 0
+        while taken < wanted:
+            if self._credits.acquire(timeout=CREDIT_POLL_S):
+                taken += 1
+                continue
             if self._stopping.is_set():
-                return
+                break
             waited += CREDIT_POLL_S
             if waited == CREDIT_WARN_S:
                 log.warning("%s: output waits for the store (%.0fs)", self._name, waited)
+        return taken
 
     def _exited(self, report: ExitReport) -> None:
         # What was not stored is counted in one row, before the exit is reported.

@@ -27,10 +27,10 @@ def snippet(prompt: str, limit: int = 60) -> str:
 
 def sized(head: str, size: int) -> str:
     """``head`` padded with filler or cut to exactly ``size`` ASCII characters."""
-    text = head
-    while len(text) < size:
-        text += _FILLER
-    return text[:size]
+    missing = size - len(head)
+    if missing <= 0:
+        return head[:size]
+    return (head + _FILLER * (missing // len(_FILLER) + 1))[:size]
 
 
 def slug_of(prompt: str) -> str:
