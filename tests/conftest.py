@@ -1,5 +1,6 @@
 """Shared fixtures: short temp dirs (ipc paths are limited to ~107 bytes), a real
-daemon process per test (stopped by PID), clients and connected subscribers."""
+daemon process per test (stopped by PID, and checked to leave none of its provider
+processes behind), clients and connected subscribers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from corral.protocol.client import Client, Subscriber
 from corral.supervisor.background import DaemonProcess
 from tests.support.claude_fixtures import claude_bin, fake_anthropic  # noqa: F401
 from tests.support.codex_cli import require_codex_cli
+from tests.support.proc import descendants, kill_if_same, proc_stat, wait_until
 
 
 @pytest.fixture
@@ -37,6 +39,55 @@ def codex_bin() -> Path:
 
 
 DaemonFactory = Callable[..., DaemonProcess]
+
+#: How long a process of a stopped daemon may take to finish dying (a SIGKILL sent
+#: just before the daemon exited lands asynchronously) before it counts as left.
+LEFT_BEHIND_GRACE_S = 1.0
+
+
+def running_descendants(daemon: DaemonProcess) -> dict[int, int]:
+    """pid -> start time of every live descendant of a running daemon ({} if it is not
+    running). The daemon is a child subreaper: orphans of its providers stay here."""
+    if daemon.proc is None or daemon.proc.poll() is not None:
+        return {}
+    found: dict[int, int] = {}
+    for pid in descendants(daemon.pid):
+        st = proc_stat(pid)
+        if st is not None and not st.dead:
+            found[pid] = st.start
+    return found
+
+
+def still_running(procs: dict[int, int]) -> list[int]:
+    """Those of ``procs`` (pid -> start time) that are still the same live process."""
+    alive = []
+    for pid, start in procs.items():
+        st = proc_stat(pid)
+        if st is not None and not st.dead and st.start == start:
+            alive.append(pid)
+    return sorted(alive)
+
+
+def cmdline_of(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip() or "?"
+
+
+def stop_and_check(daemon: DaemonProcess) -> list[str]:
+    """Stop ``daemon`` by PID; kill (by PID) and describe what it left running."""
+    procs = running_descendants(daemon)
+    if daemon.proc is not None and daemon.proc.poll() is None:
+        daemon.stop(timeout=20)
+    daemon.kill()
+    wait_until(lambda: not still_running(procs), timeout=LEFT_BEHIND_GRACE_S)
+    left = []
+    for pid in still_running(procs):
+        left.append(f"pid {pid}: {cmdline_of(pid)}")
+        kill_if_same(pid, procs[pid])
+    return left
 
 
 @pytest.fixture
@@ -65,10 +116,15 @@ def daemon_factory(short_tmp: Path) -> Iterator[DaemonFactory]:
         return d
 
     yield make
+    left: list[str] = []
     for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.stop(timeout=20)
-        d.kill()
+        left += stop_and_check(d)
+    if left:
+        pytest.fail(
+            "processes the daemon started were still running after it stopped "
+            "(now killed):\n" + "\n".join(left),
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -94,7 +150,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     """On failure, attach the daemon logs of the test to the report."""
     outcome = yield
     report = outcome.get_result()
-    if report.when == "call" and report.failed:
+    if report.when in ("call", "teardown") and report.failed:
         tmp = item.funcargs.get("short_tmp") if hasattr(item, "funcargs") else None
         if isinstance(tmp, Path):
             for log in sorted(tmp.glob("daemon-*.log")):

@@ -27,8 +27,7 @@ from corral.actors.normalized import Normalized
 from corral.actors.ports import ApprovalDecision
 from corral.supervisor.providers.claude.dialect import ClaudeDialect
 from corral.supervisor.providers.claude.launch import ClaudeLaunchOptions, build_argv, build_env
-from tests.support.claude_cli import claude_test_env, ensure_claude_cli
-from tests.support.claude_fixtures import NPM_MISSING_REASON
+from tests.support.claude_cli import claude_test_env, require_claude_cli
 from tests.support.claude_fixtures import fake_anthropic as fake_anthropic
 from tests.support.fake_anthropic import (
     FakeAnthropic,
@@ -49,12 +48,7 @@ COMMAND = "echo hi > out.txt"
 @pytest.fixture(scope="module")
 def claude_cli() -> Path:
     """The real CLI; without npm the tests skip, except in CI where they fail."""
-    binary = ensure_claude_cli()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(NPM_MISSING_REASON + " (CI is set: these tests must run)")
-        pytest.skip(NPM_MISSING_REASON)
-    return binary
+    return require_claude_cli()
 
 
 class DialectProcess:

@@ -1,6 +1,7 @@
 """What a provider process gets: the daemon's env minus corral's own CORRAL_* (and the
-systemd variables meant for the daemon), extraEnv minus loader and interpreter hooks
-(reported in droppedEnv), and the prompt byte for byte (argv lists, never a shell)."""
+systemd variables meant for the daemon), extraEnv minus provider settings and loader
+and interpreter hooks (reported in droppedEnv, and absent from the running provider's
+/proc/<pid>/environ), and the prompt byte for byte (argv lists, never a shell)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,52 @@ def test_provider_env_is_filtered(daemon_factory: DaemonFactory, short_tmp: Path
     for key in [*HOOKS, "PYTHONPATH"]:
         assert key not in env or env[key] == os.environ.get(key), key
     assert not marker.exists(), marker.read_text()
+
+
+# What a client may not hand a provider, whatever the provider: keys that switch
+# Claude Code's backend or credentials (only CLAUDE_CODE_EXPERIMENTAL_* passes
+# among CLAUDE*), other providers' settings, and loader or interpreter hooks.
+REFUSED = [
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CONFIG_DIR",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "CODEX_HOME",
+    "OLLAMA_HOST",
+    "LD_PRELOAD",
+    "PYTHONPATH",
+    "NODE_OPTIONS",
+]
+PASSED = {"CLAUDE_CODE_EXPERIMENTAL_AGENT_TEAMS": "corral-kept-1", "PLAIN_EXTRA": "corral-kept-2"}
+
+
+def test_refused_keys_never_reach_the_running_provider(daemon: DaemonProcess) -> None:
+    refused = {key: f"corral-refused-{key.lower()}" for key in REFUSED}
+    with daemon.client() as client:
+        started = client.call(
+            "agent.start",
+            {
+                "projectId": "refused",
+                "provider": "mock",
+                "prompt": "hello",
+                "providerConfig": {"delayMs": 0, "hang": True},
+                "extraEnv": {**refused, **PASSED},
+            },
+        )
+        assert started["droppedEnv"] == sorted(REFUSED)
+        session_id = started["sessionId"]
+        # the hanging mock stays up; its cmdline names the session once it was exec'd
+        pid = poll(lambda: provider_pid(daemon, session_id), timeout=10)
+        env = environ_of(pid)
+        assert client.call("agent.stop", {"projectId": "refused"}, timeout=15)["status"] == "done"
+    for key, value in PASSED.items():
+        assert env.get(key) == value, key
+    for key, value in refused.items():
+        assert env.get(key) != value, key
+    leaked = sorted(key for key, value in env.items() if value in refused.values())
+    assert leaked == []
 
 
 JUNK = "".join(chr(c) for c in range(1, 256)) + " \U0001f600 \u202e \ufeff"

@@ -2,7 +2,8 @@
 
 :func:`ensure_claude_cli` installs ``@anthropic-ai/claude-code`` once into a cache
 directory (``CORRAL_TEST_CACHE`` or ``~/.cache/corral-tests``) and returns the
-``claude`` executable; :func:`claude_test_env` gives the quiet environment that
+``claude`` executable (:func:`require_claude_cli` is the same for a test: skip
+or, under CI, fail without it); :func:`claude_test_env` gives the quiet environment that
 keeps the CLI talking only to a local fake Messages API server.
 """
 
@@ -15,7 +16,14 @@ import subprocess
 from pathlib import Path
 
 # ``cache_root`` and ``_file_lock`` are also imported from here by other tests.
-from tests.support.npm_cli import cache_root, check_version, installed, npm_install, run
+from tests.support.npm_cli import (
+    cache_root,
+    check_version,
+    installed,
+    npm_install,
+    require_cli,
+    run,
+)
 from tests.support.npm_cli import file_lock as _file_lock
 
 log = logging.getLogger(__name__)
@@ -75,6 +83,12 @@ def ensure_claude_cli(env: dict[str, str] | None = None) -> Path | None:
             spec = f"{PACKAGE}@latest"
         npm_install(npm, prefix, spec, binary, ClaudeInstallError, check_claude_version)
         return binary
+
+
+def require_claude_cli() -> Path:
+    """The ``claude`` executable for a test: installed once; without npm the test
+    skips, and when ``CI`` is set a missing npm or a failed install fails it."""
+    return require_cli(PACKAGE, ensure_claude_cli)
 
 
 def claude_test_env(base_url: str, home: Path, tmpdir: Path) -> dict[str, str]:

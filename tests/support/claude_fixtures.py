@@ -1,7 +1,8 @@
 """Pytest fixtures for tests that run the real Claude Code CLI against a fake API.
 
-``claude_bin`` (session) installs the CLI once and skips only when npm is
-missing; ``fake_anthropic`` (function) is a factory of started
+``claude_bin`` (session) installs the CLI once; without npm it skips, and
+when ``CI`` is set a missing npm or a failed install fails the test instead;
+``fake_anthropic`` (function) is a factory of started
 :class:`~tests.support.fake_anthropic.FakeAnthropic` servers, all closed at
 teardown.
 """
@@ -14,10 +15,8 @@ from typing import Any, TypeAlias
 
 import pytest
 
-from tests.support.claude_cli import ensure_claude_cli
+from tests.support.claude_cli import require_claude_cli
 from tests.support.fake_anthropic import DEFAULT_MAX_LIFETIME_S, FakeAnthropic, Script
-
-NPM_MISSING_REASON = "npm not available: cannot install @anthropic-ai/claude-code"
 
 FakeAnthropicFactory: TypeAlias = Callable[..., FakeAnthropic]
 
@@ -25,10 +24,7 @@ FakeAnthropicFactory: TypeAlias = Callable[..., FakeAnthropic]
 @pytest.fixture(scope="session")
 def claude_bin() -> Path:
     """The real ``claude`` executable (installed from npm into the test cache)."""
-    binary = ensure_claude_cli()
-    if binary is None:
-        pytest.skip(NPM_MISSING_REASON)
-    return binary
+    return require_claude_cli()
 
 
 @pytest.fixture

@@ -15,16 +15,18 @@ import platform
 import shutil
 from pathlib import Path
 
-import pytest
-
-from tests.support.npm_cli import cache_root, check_version, file_lock, installed, npm_install
+from tests.support.npm_cli import (
+    cache_root,
+    check_version,
+    file_lock,
+    installed,
+    npm_install,
+    require_cli,
+)
 
 PACKAGE = "@openai/codex"
 #: The version the recorded fixtures come from.
 PINNED_VERSION = "0.169.0"
-
-#: Why the Codex tests skip (or, under CI, fail) without npm.
-NPM_MISSING = "npm not available: cannot install @openai/codex"
 
 #: (machine, system) -> (npm platform package suffix, Rust target triple)
 _PLATFORMS: dict[tuple[str, str], tuple[str, str]] = {
@@ -106,14 +108,9 @@ def ensure_codex_cli(env: dict[str, str] | None = None) -> Path | None:
 
 
 def require_codex_cli() -> Path:
-    """The native ``codex`` binary for a test: installed once, or the test skips
-    without npm (under CI, where npm must exist, it fails instead)."""
-    binary = ensure_codex_cli()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{NPM_MISSING} (CI is set, so this is an error)")
-        pytest.skip(NPM_MISSING)
-    return binary
+    """The native ``codex`` binary for a test: installed once; without npm the test
+    skips, and when ``CI`` is set a missing npm or a failed install fails it."""
+    return require_cli(PACKAGE, ensure_codex_cli)
 
 
 def codex_config_toml(port: int) -> str:

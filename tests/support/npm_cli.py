@@ -2,20 +2,33 @@
 
 It owns the cache directory (``CORRAL_TEST_CACHE`` or ``~/.cache/corral-tests``),
 the file lock that makes parallel test processes install only once, the
-bounded ``npm install`` run and the ``--version`` check. Each CLI helper keeps
-its package, pin, binary location and error type.
+bounded ``npm install`` run and the ``--version`` check, and what a test does
+without a CLI (:func:`require_cli`): without npm it skips, except when the
+environment variable ``CI`` is set (non-empty): then a missing npm, like a
+failed install, fails it. Each CLI helper keeps its package, pin, binary
+location and error type.
+
+``python -m tests.support.npm_cli --install-all`` installs every CLI into the
+same cache the fixtures use (CI runs it as a step of its own before the tests);
+its exit status is 1 when an install failed, or when npm is missing under CI.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import logging
 import os
+import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +128,86 @@ def npm_install(
     version = check(binary)
     log.info("installed %s (%s) in %.1f s", spec, version, time.monotonic() - started)
     (prefix / MARKER_NAME).write_text(version + "\n")
+
+
+# ------------------------------------------------------------------ for tests
+
+#: Install failures already seen in this process: (package, npm) -> message, so a
+#: failing install is tried once per run, not once per test module.
+_FAILED: dict[tuple[str, str], str] = {}
+
+
+def under_ci(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``CI`` is set (non-empty): then the real-CLI tests must run."""
+    environ = os.environ if env is None else env
+    return bool(environ.get("CI"))
+
+
+def _cannot_run(reason: str) -> NoReturn:
+    if under_ci():
+        pytest.fail(f"{reason}\n(CI is set: the real-CLI tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_cli(package: str, ensure: Callable[[], Path | None]) -> Path:
+    """The binary ``ensure()`` installs (once) for a test.
+
+    Without npm on PATH the test skips, and so does it when the install fails
+    (with npm's message); when ``CI`` is set, both fail the test instead.
+    """
+    npm = shutil.which("npm")
+    if npm is None:
+        _cannot_run(f"npm not available: cannot install {package}")
+    key = (package, npm)
+    if key not in _FAILED:
+        try:
+            binary = ensure()
+        except RuntimeError as exc:  # the helpers' *InstallError
+            _FAILED[key] = str(exc)
+        else:
+            if binary is not None:
+                return binary
+            _FAILED[key] = "npm disappeared from PATH"
+    _cannot_run(f"installing {package} failed: {_FAILED[key]}")
+
+
+def install_all(out: Callable[[str], None] = print) -> int:
+    """Install every CLI the tests run; 0 when all are there (or npm is missing outside CI)."""
+    from tests.support import claude_cli, codex_cli
+
+    if shutil.which("npm") is None:
+        out(f"npm not available: the real-CLI tests will {'fail' if under_ci() else 'skip'}")
+        return 1 if under_ci() else 0
+    failed = 0
+    installers = [
+        (claude_cli.PACKAGE, claude_cli.ensure_claude_cli),
+        (codex_cli.PACKAGE, codex_cli.ensure_codex_cli),
+    ]
+    for package, ensure in installers:
+        started = time.monotonic()
+        try:
+            binary = ensure()
+        except RuntimeError as exc:
+            out(f"{package}: install failed: {exc}")
+            failed += 1
+            continue
+        out(f"{package}: {binary} ({time.monotonic() - started:.1f} s)")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.npm_cli", description=__doc__)
+    parser.add_argument(
+        "--install-all", action="store_true", help="install every CLI into the test cache"
+    )
+    args = parser.parse_args(argv)
+    if not args.install_all:
+        parser.print_usage(sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"test cache: {cache_root()}")
+    return install_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

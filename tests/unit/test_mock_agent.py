@@ -24,7 +24,6 @@ from corral.supervisor.providers.claude.stream import (
 )
 from corral.supervisor.providers.mock.config import (
     DEFAULTS,
-    MAX_TOOLS,
     MockConfigError,
     config_schema,
     validate_config,
@@ -698,6 +697,8 @@ def test_validate_tools_and_usage() -> None:
     checked = validate_config(config)
     assert checked["tools"] == config["tools"] and checked["usage"] == config["usage"]
     assert validate_config({"tools": None, "usage": None})["tools"] is None
+    hundred = [{"name": "A", "input": {}}] * 100  # the bound (101 is refused below)
+    assert validate_config({"tools": hundred})["tools"] == hundred
 
 
 BAD_NEW_KEYS: list[tuple[dict[str, Any], str]] = [
@@ -717,7 +718,7 @@ BAD_NEW_KEYS: list[tuple[dict[str, Any], str]] = [
     ({"tools": [{"name": "Bash", "input": {}, "isError": None}]}, "tools.0.isError"),
     ({"tools": [{"name": "Bash", "input": {}, "bogus": 1}]}, "tools.0.bogus"),
     ({"tools": [{"name": "A", "input": {}}, {"name": "B", "input": {}, "x": 1}]}, "tools.1.x"),
-    ({"tools": [{"name": "A", "input": {}}] * (MAX_TOOLS + 1)}, "tools"),
+    ({"tools": [{"name": "A", "input": {}}] * 101}, "tools"),  # at most 100 entries
     ({"usage": []}, "usage"),
     ({"usage": {"input_tokens": -1}}, "usage.input_tokens"),
     ({"usage": {"input_tokens": True}}, "usage.input_tokens"),

@@ -93,6 +93,51 @@ def test_extra_env_filter_drops_provider_keys() -> None:
     )
 
 
+# The security rules of the extraEnv filter, spelled out: only the
+# CLAUDE_CODE_EXPERIMENTAL_ prefix passes among CLAUDE*; a wider allow-list
+# (say CLAUDE_CODE_) would let a client switch the CLI's backend or credentials.
+REFUSED = [
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_MAX_RETRIES",
+    "CLAUDE_CODE_",
+    "CLAUDE_CODE_EXPERIMENTAL",
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDE",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "CODEX_HOME",
+    "OLLAMA_HOST",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "NODE_OPTIONS",
+    "BASH_ENV",
+    "ENV",
+]
+PASSED = {
+    "CLAUDE_CODE_EXPERIMENTAL_AGENT_TEAMS": "1",
+    "CLAUDE_CODE_EXPERIMENTAL_": "x",
+    "OPENAI_API_KEY": "k",
+    "HTTPS_PROXY": "http://127.0.0.1:1",
+    "PATH": "/bin",
+}
+
+
+def test_extra_env_security_rules_are_the_documented_ones() -> None:
+    kept, dropped = filter_env({**dict.fromkeys(REFUSED, "v"), **PASSED})
+    assert dropped == sorted(REFUSED)
+    assert kept == PASSED
+    for key in REFUSED:
+        assert filter_env({key: "v"}) == ({}, [key]), key
+    for key in PASSED:
+        assert filter_env({key: "v"}) == ({key: "v"}, []), key
+
+
 def test_resolve_reports_dropped_env() -> None:
     options, dropped = resolve(
         {

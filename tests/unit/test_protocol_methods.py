@@ -13,9 +13,7 @@ from corral.protocol.methods import (
     GENERIC_ERRORS,
     METHODS,
     NO_NUL_PATTERN,
-    PROMPT_MAX_BYTES,
     SESSION,
-    STRING_MAX_BYTES,
     describe,
     validate_params,
 )
@@ -178,10 +176,15 @@ def test_agent_start_details() -> None:
         return info.value.field
 
     assert field_of(prompt="") == "prompt"
-    assert field_of(prompt="a" * (PROMPT_MAX_BYTES + 1)) == "prompt"
-    validate_params("agent.start", {**base, "prompt": "a" * PROMPT_MAX_BYTES})
-    assert field_of(model="a" * (STRING_MAX_BYTES + 1)) == "model"
-    validate_params("agent.start", {**base, "model": "a" * STRING_MAX_BYTES})
+    # the contract's bounds, in UTF-8 bytes: prompt 256 KiB, other strings 4 KiB
+    assert field_of(prompt="a" * (262_144 + 1)) == "prompt"
+    validate_params("agent.start", {**base, "prompt": "a" * 262_144})
+    assert field_of(prompt="é" * 131_072 + "a") == "prompt"
+    validate_params("agent.start", {**base, "prompt": "é" * 131_072})
+    assert field_of(model="a" * (4096 + 1)) == "model"
+    validate_params("agent.start", {**base, "model": "a" * 4096})
+    assert field_of(cwd="/" + "é" * 2048) == "cwd"
+    validate_params("agent.start", {**base, "cwd": "/" + "é" * 2047 + "a"})
     assert field_of(extraEnv={"FOO": 1}) == "extraEnv.FOO"
     assert field_of(extraEnv={"1FOO": "x"}) == "extraEnv.1FOO"
     assert field_of(extraEnv={"A=B": "x"}) == "extraEnv.A=B"
