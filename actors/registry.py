@@ -30,7 +30,7 @@ from typing import Any
 import apsw
 import pykka
 
-from corral.actors import db, oplog, reader
+from corral.actors import db, fd_budget, oplog, reader
 from corral.actors import options as start_options
 from corral.actors import settings as settings_mod
 from corral.actors.conflicts import ConflictIndex
@@ -340,6 +340,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         live = len(self.projects) + len(self.starting) - (1 if current is not None else 0)
         if live >= self.settings.int("max_live_sessions"):
             raise Overloaded("the live-session cap is reached; retry later")
+        fd_budget.check_start_room()
         if not self.settings.provider_enabled(provider):
             raise ProviderUnavailable(
                 f"provider {provider} is disabled in settings",

@@ -29,7 +29,7 @@ from typing import Any
 import pykka
 import zmq
 
-from corral.actors import db, db_check, oplog
+from corral.actors import db, db_check, fd_budget, oplog
 from corral.actors.messages import Notify, Shutdown
 from corral.actors.reader import ReaderActor, ReaderPool
 from corral.actors.registry import RegistryActor
@@ -115,6 +115,9 @@ class Daemon:
             log.debug("child subreaper: orphaned provider descendants are reparented to us")
         else:
             log.debug("cannot become a child subreaper: orphaned descendants go to init")
+        before, after = fd_budget.raise_soft_limit()  # systemd's soft default is 1024
+        if after != before:
+            log.debug("file descriptor soft limit raised from %d to %d", before, after)
         cfg = self.config
         self._prepare_dirs()
         self._lock = datadir_lock.acquire(cfg.data_dir)  # a second daemon exits 2 here
