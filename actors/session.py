@@ -125,6 +125,7 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
         self.cleanup_gen = Generation()
         self.last_retry_notice = 0.0
         self.storage_broken = False  # a step failed to store; its repair is not yet in
+        self.cancelled_prompts = 0  # by the stop under way
 
     # ------------------------------------------------------------ lifecycle
 
@@ -313,7 +314,12 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
                 reply_to, result={"sessionId": self.session_id, "status": self.life.status}
             )
             return
-        self.queued.clear()  # a stop cancels the prompts waiting for the turn's end
+        # A stop cancels the prompts waiting for the turn's end: held here, or
+        # already handed to a provider that queues them itself (that process is
+        # closed once the stop is complete, so nothing runs after it; the next
+        # prompt resumes the conversation).
+        self.cancelled_prompts = max(0, self.life.pending_turns - 1)
+        self.queued.clear()
         self.stop_waiters.append(reply_to)
         # pending approvals are denied before the interrupt (by the registry's
         # urgent path already when it stopped the turn; here for the others)
@@ -328,12 +334,19 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
             self.proc.stop_turn()
 
     def _stopped(self, messages: list[dict[str, Any]]) -> None:
-        """The stop asked for is complete: ``done`` with a "stopped" note."""
+        """The stop asked for is complete: ``done`` with a "stopped" note (and one for
+        the prompts it cancelled, whose process is closed if it holds them)."""
         self.life.stopped()
         self.stopped_by_client = True
         self.health.turn_ended(db.now_ms())
         self.rec.error = None
         messages.append(self._system_message("stopped"))
+        if self.cancelled_prompts:
+            note = f"{self.cancelled_prompts} queued prompt(s) cancelled by the stop"
+            messages.append(self._system_message(note))
+            self.cancelled_prompts = 0
+            if self.proc is not None and self.proc.capabilities.mid_turn_prompts:
+                self._drop_provider()
         self._became_terminal()
 
     def _reply_stop_waiters(self) -> None:

@@ -12,6 +12,7 @@ provider's flow-control credit (``done``) is given back once it is stored.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from corral.actors.messages import FilesWritten
 from corral.actors.normalized import Normalized
 from corral.actors.ports import ProviderHandle
 from corral.actors.record import SessionRecord
+from corral.actors.scheduler import Generation
 from corral.actors.session_write import delta_event, dump_raw
 from corral.actors.stall import StallClock
 from corral.actors.state import Lifecycle
@@ -55,6 +57,8 @@ class SessionOutput:
     tool_names: dict[str, str]
     cost_base: float
     error_info: str | None
+    turn_began: float
+    cleanup_gen: Generation
 
     _tell: Callable[[pykka.ActorRef[Any], Any], None]
     _system_message: Callable[[str], dict[str, Any]]
@@ -66,6 +70,7 @@ class SessionOutput:
     _on_approval_item: Callable[[Normalized], dict[str, Any]]
     _maybe_retry_notice: Callable[[Normalized], None]
     _hand_over_by_launch: Callable[[str], Failure | None]
+    _arm_stall: Callable[[], None]
 
     def _on_output(self, items: list[Normalized], done: Callable[[], None]) -> None:
         now = db.now_ms()
@@ -86,7 +91,7 @@ class SessionOutput:
                 messages.append(self._on_approval_item(n))
                 continue
             elif kind == "init":
-                self._on_init(n)
+                status_changed = self._on_init(n) or status_changed
             elif kind == "tool_call" and n.tool_id and n.tool_name:
                 if len(self.tool_names) >= MAX_TOOL_NAMES:
                     self.tool_names.pop(next(iter(self.tool_names)))
@@ -138,7 +143,16 @@ class SessionOutput:
         data = delta_event(self.session_id, self.seq, n)
         self.deps.outbox.publish("agent.delta", data, self.project_id)
 
-    def _on_init(self, n: Normalized) -> None:
+    def _on_init(self, n: Normalized) -> bool:
+        """A turn starts; True if the provider started it itself after the last one
+        ended (its stream is the truth: the session runs again until its end)."""
+        started = self.life.provider_turn_started()
+        if started:
+            self.rec.error = None
+            self.error_info = None
+            self.turn_began = time.monotonic()
+            self._arm_stall()
+            self.cleanup_gen.next()
         if n.model:
             self.rec.model = n.model
         if n.provider_session_id:
@@ -146,6 +160,7 @@ class SessionOutput:
                 # A new provider-side conversation: its cumulative cost restarts.
                 self.cost_base = self.rec.cost_usd
             self.rec.provider_session_id = n.provider_session_id
+        return started
 
     def _on_turn_end(self, n: Normalized, messages: list[dict[str, Any]]) -> bool:
         """A turn ended; True if the status changed."""

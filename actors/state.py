@@ -22,6 +22,9 @@ Events:
 * ``INTERRUPTED``: a daemon restart or shutdown found the session running.
 * ``STORAGE_FAILED``: a step of the session could not be stored (a full disk):
   the session ends in ``error`` from any status, its provider stopped.
+* ``TURN_STARTED``: the provider started a turn of its own accord (its stream
+  shows a new turn after the last one ended): the stream is the truth, so the
+  session is running again until that turn's end.
 
 Decisions beyond the obvious:
 
@@ -53,6 +56,7 @@ is illegal), as produced by :func:`describe_table`:
 | RESTORED | - | - | done | error |
 | INTERRUPTED | - | error | - | - |
 | STORAGE_FAILED | error | error | error | error |
+| TURN_STARTED | - | running | running | running |
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class SessionEvent(StrEnum):
     RESTORED = "restored"
     INTERRUPTED = "interrupted"
     STORAGE_FAILED = "storage_failed"
+    TURN_STARTED = "turn_started"
 
 
 _E = SessionEvent
@@ -138,6 +143,10 @@ TRANSITIONS: Final[dict[tuple[Status, SessionEvent], Status]] = {
     ("running", _E.STORAGE_FAILED): "error",
     ("done", _E.STORAGE_FAILED): "error",
     ("error", _E.STORAGE_FAILED): "error",
+    # the provider's stream shows a turn it started itself
+    ("running", _E.TURN_STARTED): "running",
+    ("done", _E.TURN_STARTED): "running",
+    ("error", _E.TURN_STARTED): "running",
 }
 """Every legal ``(status, event) -> new status``; anything else is illegal."""
 
@@ -272,6 +281,16 @@ class Lifecycle:
         """The daemon stops while the turn runs."""
         self.pending_turns = 0
         self.fire(SessionEvent.INTERRUPTED)
+
+    def provider_turn_started(self) -> bool:
+        """The provider's stream shows a turn it began after the last one ended;
+        True if the session was not running (it is now, until that turn ends)."""
+        if self.running:
+            return False
+        self.fire(SessionEvent.TURN_STARTED)
+        self.pending_turns = 1
+        self.stopping = False
+        return True
 
     def storage_failed(self) -> None:
         """A step could not be stored: the session ends in ``error``."""

@@ -3,13 +3,16 @@ stop, cleanup, restore, prompt again."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from corral.protocol.client import Client, Subscriber
 from corral.protocol.errors import NoSession
+from corral.supervisor.background import DaemonProcess
 from tests.integration.helpers import all_messages, poll, set_setting, start_mock, wait_status
+from tests.support.proc import descendants, read_stat, wait_until
 
 
 def collect_messages(
@@ -106,6 +109,43 @@ def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
     assert session["status"] == "done" and "error" not in session
     # stopping a finished session just reports it
     assert client.call("agent.stop", {"projectId": "p1"}) == {"sessionId": sid, "status": "done"}
+
+
+def test_a_stop_cancels_a_queued_prompt_and_nothing_runs_after_it(
+    daemon: DaemonProcess, client: Client, subscriber: Subscriber
+) -> None:
+    sid = start_mock(client, hang=True)["sessionId"]
+    subscriber.wait_for(
+        lambda _t, f: (
+            f["event"] == "agent.message"
+            and any(m["role"] == "system" for m in f["data"]["messages"])
+        ),
+        10,
+    )
+    assert daemon.proc is not None
+    provider = [(pid, read_stat(pid)) for pid in descendants(daemon.proc.pid)]
+    assert provider
+    reply = client.call("agent.prompt", {"projectId": "p1", "prompt": "queued"})
+    assert reply["status"] == "running"
+    stopped = client.call("agent.stop", {"projectId": "p1"}, timeout=15)
+    assert stopped == {"sessionId": sid, "status": "done"}
+    # The provider that held the queued prompt is closed: it cannot run it.
+    assert wait_until(lambda: all(read_stat(pid) != st for pid, st in provider), 10)
+    time.sleep(1.0)
+    messages = all_messages(client, sid)
+    assert [m["content"] for m in messages[-2:]] == [
+        "stopped",
+        "1 queued prompt(s) cancelled by the stop",
+    ]
+    assert not any(m["content"].startswith("Session started") for m in messages[3:])
+    session = client.call("session.get", {"projectId": "p1"})["session"]
+    assert session["status"] == "done" and session["lastSeqId"] == len(messages)
+    # The next prompt resumes the conversation in a new process.
+    client.call("agent.prompt", {"projectId": "p1", "prompt": "again"})
+    assert client.call("agent.stop", {"projectId": "p1"}, timeout=15)["status"] == "done"
+    after = all_messages(client, sid)
+    assert [m["content"] for m in after if m["role"] == "user"] == ["hello", "queued", "again"]
+    assert after[-1]["content"] == "stopped"
 
 
 def test_prompt_during_a_turn_is_queued_and_answered(

@@ -148,6 +148,10 @@ STATE_EVENTS: dict[str, str] = {
         "a step of the session could not be stored (a full disk): its provider is "
         "stopped and the session ends with `database write failed: disk full`"
     ),
+    "TURN_STARTED": (
+        "the provider's stream shows a turn it started itself after the last one "
+        "ended: the session is running until that turn's end"
+    ),
 }
 """What each state machine event means (every :class:`actors.state.SessionEvent`)."""
 

@@ -332,6 +332,51 @@ def test_a_stop_cancels_the_prompts_waiting_for_the_turn_end(rig: Rig) -> None:
     assert len(rig.launcher.handles) == 1
 
 
+def test_a_stop_closes_a_provider_that_holds_queued_prompts(rig: Rig) -> None:
+    handle = begin(rig)  # a provider that takes prompts mid-turn (Claude Code)
+    rig.ref.tell(Prompt("second", "r2", 1))
+    rig.sync()
+    assert handle.prompts == ["do it", "second"]  # queued inside the provider
+    rig.ref.tell(Stop("stop-reply"))
+    rig.sync()
+    handle.emit(Normalized("turn_end", is_error=True, text="interrupted"))
+    rig.sync()
+    assert rig.row()["status"] == "done"
+    assert [m["content"] for m in rig.messages()[-2:]] == [
+        "stopped",
+        "1 queued prompt(s) cancelled by the stop",
+    ]
+    assert handle.closed  # nothing it queued can run after the stop
+    # What the closed process still prints changes nothing.
+    count = len(rig.messages())
+    handle.emit(Normalized("init", model="m"), Normalized("text", text="phantom"))
+    rig.sync()
+    assert rig.row()["status"] == "done" and len(rig.messages()) == count
+
+
+def test_a_stop_without_queued_prompts_keeps_the_provider(rig: Rig) -> None:
+    handle = begin(rig)
+    rig.ref.tell(Stop("stop-reply"))
+    rig.sync()
+    handle.emit(Normalized("turn_end", is_error=True, text="interrupted"))
+    rig.sync()
+    assert rig.row()["status"] == "done" and rig.messages()[-1]["content"] == "stopped"
+    assert not handle.closed
+
+
+def test_a_turn_the_provider_starts_itself_makes_the_session_run(rig: Rig) -> None:
+    handle = begin(rig)
+    handle.emit(Normalized("text", text="one"), Normalized("turn_end"))
+    rig.sync()
+    assert rig.row()["status"] == "done"
+    handle.emit(Normalized("init", model="m"), Normalized("text", text="more"))
+    rig.sync()
+    assert rig.row()["status"] == "running"  # the stream is the truth
+    handle.emit(Normalized("turn_end", is_error=True, text="HTTP 500"))
+    rig.sync()
+    assert rig.row()["status"] == "error" and rig.row()["error"] == "HTTP 500"
+
+
 def test_a_failed_turn_drops_the_waiting_prompts_with_a_note(rig: Rig) -> None:
     handle = begin(rig)
     handle.mid_turn = False

@@ -14,6 +14,7 @@ from corral.actors.state import (
     TERMINAL,
     TRANSITIONS,
     IllegalTransition,
+    Lifecycle,
     SessionEvent,
     Status,
     can_transition,
@@ -40,6 +41,9 @@ EXPECTED: dict[tuple[str, SessionEvent], str] = {
     ("running", E.STORAGE_FAILED): "error",
     ("done", E.STORAGE_FAILED): "error",
     ("error", E.STORAGE_FAILED): "error",
+    ("running", E.TURN_STARTED): "running",
+    ("done", E.TURN_STARTED): "running",
+    ("error", E.TURN_STARTED): "running",
     ("running", E.PROCESS_EXITED): "error",
     ("done", E.PROMPT): "running",
     ("done", E.START): "running",
@@ -78,6 +82,7 @@ def test_events() -> None:
         "RESTORED",
         "INTERRUPTED",
         "STORAGE_FAILED",
+        "TURN_STARTED",
     }
 
 
@@ -173,10 +178,10 @@ def test_is_terminal() -> None:
     assert not is_terminal("bogus")
 
 
-def test_terminal_statuses_leave_only_by_prompt_or_start() -> None:
+def test_terminal_statuses_leave_only_by_a_new_turn() -> None:
     for (status, event), new in TRANSITIONS.items():
         if status in TERMINAL and new not in TERMINAL:
-            assert event in (E.PROMPT, E.START)
+            assert event in (E.PROMPT, E.START, E.TURN_STARTED)
             assert new == "running"
 
 
@@ -208,10 +213,20 @@ def test_random_event_sequences(events: list[SessionEvent]) -> None:
             continue
         assert new in STATUSES
         if new == "running" and s != "running":
-            assert event in (E.START, E.PROMPT)
+            assert event in (E.START, E.PROMPT, E.TURN_STARTED)
         if s == "running" and new == "running":
-            assert event is E.PROMPT
+            assert event in (E.PROMPT, E.TURN_STARTED)
         if new == "idle":
             assert s == "idle"  # nothing leads back to idle
         s = new
     assert s in STATUSES
+
+
+def test_a_turn_the_provider_starts_itself_runs_until_its_end() -> None:
+    life = Lifecycle("done", strict=True)
+    assert life.provider_turn_started() is True
+    assert life.status == "running" and life.pending_turns == 1
+    assert life.provider_turn_started() is False  # already running: nothing changes
+    assert life.turn_ended(ok=False) is True and life.status == "error"
+    assert life.provider_turn_started() is True and life.turn_ended(ok=True)
+    assert life.status == "done"  # the last result decides
