@@ -480,6 +480,8 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         entry = self._current(params["projectId"])
         if entry is None:
             return {"session": None}
+        if entry.summary.get("sessionId") == entry.session_id:  # committed, as reported
+            return {"session": dict(entry.summary)}
         self._readers.tell(
             Query(reader.session_by_id, {"sessionId": entry.session_id}, reply_to, "session.get")
         )

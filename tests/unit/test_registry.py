@@ -552,11 +552,19 @@ def test_daemon_info_reports_providers_and_counts(rig: RegistryRig) -> None:
     assert ("mock", True) in rig.catalog.asked
 
 
-def test_session_get_answers_the_committed_row_through_a_reader(rig: RegistryRig) -> None:
+def test_session_get_answers_the_committed_row_from_memory(rig: RegistryRig) -> None:
     assert rig.ok("session.get", projectId="p") == {"session": None}
     sid = rig.start("p")["sessionId"]
     session = rig.ok("session.get", projectId="p")["session"]
     assert (session["sessionId"], session["status"], session["lastSeqId"]) == (sid, "running", 1)
+    assert session == rig.row(sid)  # what is stored, in the stored shape
+    rig.finish_turn("p")
+    done = rig.ok("session.get", projectId="p")["session"]
+    assert done["status"] == "done" and done == rig.row(sid)
+    # Once the session has reported, the registry answers itself: no reader is asked.
+    for ref in rig.reader_refs:
+        ref.stop()
+    assert rig.ok("session.get", projectId="p")["session"] == done
 
 
 def test_shutdown_answers_pending_starts_and_interrupts_running_sessions(

@@ -249,6 +249,24 @@ describe("Follower", () => {
     await follower.close();
   });
 
+  it("a message cut in its event is loaded whole from storage", async () => {
+    const daemon = new FakeDaemon();
+    daemon.addSession("p", "s1");
+    const rec = recorder();
+    const follower = await started(daemon, new Follower(daemon, { sessionId: "s1" }, rec.options));
+    const [whole] = daemon.commit("s1", 1);
+    whole.content = "x".repeat(40000);
+    const cut = { ...whole, content: "x".repeat(16384), truncated: true, contentBytes: 40000 };
+    daemon.publish("agent.message", { sessionId: "s1", messages: [cut] }, { projectId: "p" });
+    daemon.say("s1", 1);
+    await follower.flush();
+    assert.deepEqual(seqIds(follower.messages), [1, 2]);
+    assert.equal(follower.messages[0].content.length, 40000);
+    assert.equal(follower.messages[0].truncated, undefined);
+    assert.ok(rec.resyncs.includes("truncated"));
+    await follower.close();
+  });
+
   it("an eseq jump reloads even when no seqId shows the loss", async () => {
     const daemon = new FakeDaemon();
     daemon.addSession("p", "s1");
