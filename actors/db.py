@@ -128,6 +128,14 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
     return conn
 
 
+def cap_size(conn: apsw.Connection, max_bytes: int) -> None:
+    """Writes that would grow the file beyond ``max_bytes`` fail as on a full disk
+    (``PRAGMA max_page_count``; never below the file's current size)."""
+    row = conn.execute("PRAGMA page_size").fetchone()
+    page_size = int(row[0]) if row else 4096
+    conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+
+
 def schema_version(conn: apsw.Connection) -> int:
     row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0]) if row else 0

@@ -62,11 +62,18 @@ class StorageError(Exception):
 
 def failure_reason(exc: BaseException) -> str:
     """One line saying why a write failed: "disk full" for every way SQLite and the
-    OS say so, else the error's own text."""
-    if isinstance(exc, apsw.FullError):
-        return "disk full"
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "disk full"
+    OS say so, else the error's own text. SQLite may roll a transaction back by
+    itself on a full disk; the failed ROLLBACK that follows is then what is raised,
+    with the real cause in its context."""
+    cause: BaseException | None = exc
+    for _ in range(5):
+        if cause is None:
+            break
+        if isinstance(cause, apsw.FullError):
+            return "disk full"
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return "disk full"
+        cause = cause.__cause__ or cause.__context__
     text = str(exc).strip() or type(exc).__name__
     if "disk is full" in text or "No space left" in text:
         return "disk full"
@@ -317,8 +324,9 @@ def _coalesce(ops: list[Operation]) -> list[Operation]:
 class StoreActor(pykka.ThreadingActor):
     """Owns the write connection; see the module docstring."""
 
-    def __init__(self, path: Path, outbox: Outbox) -> None:
+    def __init__(self, path: Path, outbox: Outbox, max_bytes: int | None = None) -> None:
         super().__init__()
+        self._max_bytes = max_bytes
         self._last_failure_notice = float("-inf")
         self._last_error: str | None = None
         self._logged: set[str] = set()  # failure kinds logged since the last success
@@ -335,6 +343,8 @@ class StoreActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self._conn = db.connect(self._path)
+        if self._max_bytes:
+            db.cap_size(self._conn, self._max_bytes)
 
     def on_stop(self) -> None:
         self._flush()

@@ -39,7 +39,7 @@ class Option:
     """One configuration option: its file key, flag, environment variable and kind."""
 
     key: str
-    kind: str  # "endpoint", "path", "level", "bool", "text"
+    kind: str  # "endpoint", "path", "level", "bool", "text", "mib"
     flag: str | None
     env: str | None
     help: str
@@ -54,6 +54,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("insecure_tcp", "bool", "--insecure-tcp", None, "tcp on loopback without CURVE"),
     Option("claude_bin", "text", None, "CORRAL_CLAUDE_BIN", "the claude binary"),
     Option("codex_bin", "text", None, "CORRAL_CODEX_BIN", "the codex binary"),
+    Option("db_max_mib", "mib", None, "CORRAL_DB_MAX_MIB", "cap on corral.db's size, in MiB"),
 )
 TABLE_KEYS = ("settings", "pinned_settings")
 LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -70,6 +71,8 @@ class DaemonConfig:
     log_level: str = "INFO"
     curve_dir: Path | None = None
     codex_bin: str | None = None
+    db_max_mib: int | None = None
+    """A cap on the database's size: beyond it writes fail as on a full disk."""
     settings: Mapping[str, str] = field(default_factory=dict)
     """Default settings values from the file's ``[settings]`` table (validated)."""
     pinned_settings: tuple[str, ...] = ()
@@ -205,6 +208,7 @@ def resolve(
         "insecure_tcp": False,
         "claude_bin": None,
         "codex_bin": None,
+        "db_max_mib": None,
     }
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
@@ -225,6 +229,7 @@ def resolve(
         log_level=str(values["log_level"]),
         curve_dir=Path(str(values["curve_dir"])) if values["curve_dir"] else None,
         codex_bin=_opt_str(values["codex_bin"]),
+        db_max_mib=int(str(values["db_max_mib"])) if values["db_max_mib"] else None,
         settings=_settings_table(doc["settings"], path) if "settings" in doc else {},
         pinned_settings=_pinned(doc["pinned_settings"], path) if "pinned_settings" in doc else (),
         sources=sources,
@@ -271,6 +276,11 @@ def _typed(option: Option, value: object, where: str, *, from_file: bool) -> obj
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: must be true or false")
         return value
+    if option.kind == "mib":
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(text, str) or not text.isdigit() or not 1 <= int(text) <= 1 << 30:
+            raise ConfigError(f"{where}: must be a whole number of MiB, 1 or more")
+        return int(text)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: must be a string")
     if option.kind == "level":

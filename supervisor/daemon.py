@@ -141,7 +141,8 @@ class Daemon:
         oplog.restart_recovered(interrupted)
 
         self._scheduler.start()
-        self._store = StoreActor.start(cfg.db_path, self._outbox)
+        max_bytes = cfg.db_max_mib * 1024 * 1024 if cfg.db_max_mib else None
+        self._store = StoreActor.start(cfg.db_path, self._outbox, max_bytes)
         self._readers = ReaderPool(
             [ReaderActor.start(cfg.db_path, self._outbox) for _ in range(READERS)]
         )

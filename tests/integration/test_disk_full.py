@@ -2,8 +2,11 @@
 gap-free, every request is answered, sessions end in ``error`` with
 "database write failed: disk full", and writing resumes once space is back.
 
-The data directory is a small tmpfs (mounting needs root; the test is skipped
-with the reason otherwise), filled by a file the test writes until ENOSPC.
+Two ways to fill it: the data directory on a small tmpfs filled by a file the
+test writes until ENOSPC (mounting needs root; skipped with the reason
+otherwise), and a database capped with ``CORRAL_DB_MAX_MIB`` (SQLite's
+``max_page_count``; runs anywhere), where space comes back by purging a large
+session stored before the cap was set.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import errno
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +94,80 @@ def test_disk_full_ends_sessions_cleanly_and_writing_resumes(
 ) -> None:
     with small_tmpfs(short_tmp / "data-d"):
         d = daemon_factory()
+        filler: list[Path] = []
         try:
             with d.client() as client, Subscriber(d.events_url) as sub:
                 sub.wait_connected(client, timeout=5.0)
-                run(client, sub, short_tmp / "data-d", d)
+                run(
+                    client,
+                    sub,
+                    d,
+                    fill=lambda: filler.append(fill(short_tmp / "data-d")),
+                    free=lambda: filler.pop().unlink(),
+                )
         finally:
             d.stop(timeout=20)
             d.kill()
 
 
-def run(client: Client, sub: Subscriber, data_dir: Path, d: DaemonProcess) -> None:
+def test_a_database_at_its_size_cap_behaves_like_a_full_disk(
+    daemon_factory: DaemonFactory, short_tmp: Path
+) -> None:
+    """Runs anywhere (no mount): SQLite's max_page_count instead of a full disk.
+    Unlike a full disk, a small write may still fit in the pages the file has, so
+    only what must hold either way is checked."""
+    first = daemon_factory()  # no cap: a large session is stored first
+    with first.client() as client, Subscriber(first.events_url) as sub:
+        sub.wait_connected(client, timeout=5.0)
+        big = start_mock(client, "big", turns=5, toolCalls=0, textBytes=1024 * 1024)
+        wait_status(sub, big["sessionId"], timeout=60)
+    first.stop(timeout=20)
+    size = (short_tmp / "data-d" / "corral.db").stat().st_size
+    capped = -(-size // (1024 * 1024)) + 1  # MiB: what is stored now, and one more
+    d = daemon_factory(env={"CORRAL_DB_MAX_MIB": str(capped)})
+    try:
+        with d.client() as client, Subscriber(d.events_url) as sub:
+            sub.wait_connected(client, timeout=5.0)
+            busy = start_mock(client, "busy", turns=1000, toolCalls=0, textBytes=20_000)
+            sid = busy["sessionId"]
+            events: list[Any] = []
+            while True:  # the session fills the last MiB and ends
+                got = sub.recv(20)
+                assert got is not None, "the session never ended"
+                events.append(got)
+                frame = got[1]
+                data = frame.get("data", {})
+                if frame.get("event") == "agent.status" and data.get("sessionId") == sid:
+                    assert data["status"] in ("running", "error"), data
+                    if data["status"] == "error":
+                        assert data["error"] == DISK_FULL
+                        break
+            assert client.call("daemon.ping", timeout=5)["pong"] is True
+            stored = all_messages(client, sid)
+            assert seqs_of(stored) == list(range(1, len(stored) + 1))
+            by_seq = {m["seqId"]: m for m in stored}
+            for seq, message in received_messages(events, sid).items():
+                if message.get("truncated"):
+                    assert by_seq[seq]["content"].startswith(message["content"])
+                else:
+                    assert by_seq.get(seq) == message
+            assert stored[-1]["content"] == DISK_FULL
+            # Space comes back (a large session is purged): work goes on.
+            client.call("session.purge", {"sessionId": big["sessionId"]}, timeout=20)
+            fresh = start_mock(client, "other")
+            assert wait_status(sub, fresh["sessionId"], timeout=20)["status"] == "done"
+    finally:
+        d.stop(timeout=20)
+        d.kill()
+
+
+def run(
+    client: Client,
+    sub: Subscriber,
+    d: DaemonProcess,
+    fill: Callable[[], object],
+    free: Callable[[], object],
+) -> None:
     streaming = start_mock(client, "busy", turns=1000, toolCalls=0, textBytes=2000, delayMs=2)
     sid = streaming["sessionId"]
     events: list[Any] = []
@@ -114,7 +181,7 @@ def run(client: Client, sub: Subscriber, data_dir: Path, d: DaemonProcess) -> No
     assert d.proc is not None
     provider = [(pid, read_stat(pid)) for pid in descendants(d.proc.pid)]
     assert provider, "the mock agent is not a child of the daemon"
-    filler = fill(data_dir)
+    fill()
     try:
         # The streaming session ends in error (its event goes out once space is
         # back); meanwhile the daemon says so at once, directly.
@@ -138,7 +205,7 @@ def run(client: Client, sub: Subscriber, data_dir: Path, d: DaemonProcess) -> No
         assert again.value.message == DISK_FULL
         events.extend(sub.drain())
     finally:
-        filler.unlink()
+        free()
 
     status = wait_status(sub, sid, ("error",), timeout=20)
     assert status["error"] == DISK_FULL

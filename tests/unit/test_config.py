@@ -152,3 +152,18 @@ def test_check_endpoint_rules() -> None:
         check_endpoint("tcp://192.168.1.2:5555", True)
     with pytest.raises(ConfigError, match="too long"):
         check_endpoint("ipc:///" + "x" * 120, False)
+
+
+def test_db_max_mib_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    absent = tmp_path / "absent.toml"
+    assert resolve(env=env, file=absent).db_max_mib is None
+    assert resolve(env={**env, "CORRAL_DB_MAX_MIB": "64"}, file=absent).db_max_mib == 64
+    path = tmp_path / "config.toml"
+    path.write_text("db_max_mib = 8\n")
+    assert resolve(env=env, file=path).db_max_mib == 8
+    for bad in ("0", "-1", "2.5", "lots"):
+        with pytest.raises(ConfigError, match="CORRAL_DB_MAX_MIB: must be a whole number"):
+            resolve(env={**env, "CORRAL_DB_MAX_MIB": bad}, file=absent)
+    path.write_text('db_max_mib = "8"\n')
+    assert resolve(env=env, file=path).db_max_mib == 8

@@ -454,3 +454,11 @@ def test_failure_reasons() -> None:
     assert failure_reason(OSError(errno.ENOSPC, "No space left on device")) == "disk full"
     assert failure_reason(apsw.IOError("disk I/O error")) == "disk I/O error"
     assert failure_reason(ValueError("")) == "ValueError"
+    try:  # SQLite rolled back by itself: the failed ROLLBACK carries the cause
+        try:
+            raise apsw.FullError("database or disk is full")
+        except apsw.FullError:
+            raise apsw.SQLError("cannot rollback - no transaction is active") from None
+    except apsw.SQLError as masked:
+        masked.__context__ = masked.__context__ or apsw.FullError("full")
+        assert failure_reason(masked) == "disk full"
