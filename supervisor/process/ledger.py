@@ -12,11 +12,14 @@ start time).  The next start reads it (:func:`read_ledger`) and kills what
 is left (:mod:`~corral.supervisor.process.sweep`).
 
 The file (:data:`LEDGER_NAME` in the data directory) is rewritten whole and
-atomically (temporary file, fsync, rename, fsync of the directory) when a
+atomically (temporary file, rename) when a
 provider is added, when one is removed (once it was reaped), and when the
 descendants of one changed: a thread, ``corral-ledger``, looks every
 ``interval`` seconds while providers run.  Failing writes are logged and
-never stop a provider.
+never stop a provider.  It is not fsynced: it guards against the daemon
+process dying, which leaves the page cache intact; a machine that loses power
+loses every provider with it (an fsync per start cost the thousandth start
+of a thousand sessions several times the first).
 
 The daemon installs its ledger with :func:`install`; a
 :class:`~corral.supervisor.process.ProviderProcess` not given one records in
@@ -141,7 +144,7 @@ def read_ledger(path: Path) -> list[LedgerEntry]:
 
 
 def write_ledger(path: Path, entries: list[LedgerEntry]) -> None:
-    """Replace ``path`` with these entries, atomically and durably (raises ``OSError``)."""
+    """Replace ``path`` with these entries, atomically (raises ``OSError``)."""
     data = orjson.dumps(
         {"format": _FORMAT, "pid": os.getpid(), "providers": [e.to_json() for e in entries]}
     )
@@ -149,18 +152,11 @@ def write_ledger(path: Path, entries: list[LedgerEntry]) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass
