@@ -75,7 +75,12 @@ INTERRUPTED_TOOL_RESULT = (
 )
 
 _SLICE = 0.05
-"""Longest wait between checks of the SIGINT flag, in seconds."""
+"""Longest wait between checks of the SIGINT flag during a timed pause, in seconds."""
+
+_IDLE_SLICE = 1.0
+"""The same while waiting with no deadline (idle, hanging, awaiting an answer):
+stdin events still wake the mock at once, only a SIGINT waits up to this long,
+so a thousand idle mocks do not keep the machine's cores busy."""
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -256,7 +261,7 @@ class MockAgent:
             if self.sigint:
                 self.sigint = False
                 raise _Interrupted(by_signal=True)
-            wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+            wait = _IDLE_SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
             try:
                 event = self.events.get(timeout=wait) if wait > 0 else self.events.get_nowait()
             except queue.Empty:
@@ -281,7 +286,7 @@ class MockAgent:
                 if self.eof or self.sigint:
                     return 0
                 try:
-                    event = self.events.get(timeout=_SLICE)
+                    event = self.events.get(timeout=_IDLE_SLICE)
                 except queue.Empty:
                     continue
                 self._handle(event, in_turn=False)
@@ -444,7 +449,7 @@ class MockAgent:
             if self.eof:
                 raise _Interrupted(by_signal=False)
             try:
-                event = self.events.get(timeout=_SLICE)
+                event = self.events.get(timeout=_IDLE_SLICE)
             except queue.Empty:
                 continue
             if event[0] == "control_response" and event[1] == request_id:
