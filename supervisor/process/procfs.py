@@ -16,6 +16,7 @@ import ctypes
 import functools
 import os
 import sys
+from collections.abc import Iterable
 from typing import NamedTuple
 
 __all__ = [
@@ -106,15 +107,19 @@ def session_members(sid: int, *, include_zombies: bool = False) -> list[ProcStat
     return found
 
 
-def children_of(pid: int) -> list[int]:
-    """The direct children of ``pid`` (of all its threads), zombies included.
+def children_of(pid: int, tids: Iterable[int] | None = None) -> list[int]:
+    """The direct children of ``pid`` (of all its threads, or of those in ``tids``),
+    zombies included.
 
     Read from ``/proc/<pid>/task/*/children``; empty if ``pid`` is gone.
     """
-    try:
-        tasks = os.listdir(f"{_PROC}/{pid}/task")
-    except OSError:
-        return []
+    if tids is not None:
+        tasks = [str(tid) for tid in tids]
+    else:
+        try:
+            tasks = os.listdir(f"{_PROC}/{pid}/task")
+        except OSError:
+            return []
     found: list[int] = []
     for tid in tasks:
         try:

@@ -71,6 +71,11 @@ log = logging.getLogger("corral.process")
 
 #: Seconds between two refreshes of every provider's descendant snapshot.
 TRACK_INTERVAL = 0.5
+#: A tree whose walks keep finding the same descendants is walked only every
+#: (1 + this) cycles (2 s); its leader is still checked every cycle, and a stop
+#: walks it afresh. Idle providers are most of them: this is most of the
+#: tracker's cost with many sessions.
+QUIET_WALKS = 3
 # At most this many descendants are remembered per provider (and as orphans).
 _MAX_TRACKED = 4096
 # How many rounds of "find what is left, freeze it, SIGKILL it" after the
@@ -95,6 +100,10 @@ class ProcessTree:
     # which the leader was still alive.  Whatever became our child later may
     # have been handed to us by the leader's death.
     children_before: frozenset[tuple[int, int]] | None = None
+    # Cycles in a row whose walk found nothing new (at most QUIET_WALKS), and
+    # how many more cycles skip the walk (the leader is still checked).
+    quiet: int = 0
+    rest: int = 0
 
 
 class DescendantTracker:
@@ -130,6 +139,12 @@ class DescendantTracker:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._stop = threading.Event()
+        # The threads that forked providers: with the main thread (where the
+        # kernel hands orphans to a subreaper, and the children of a thread that
+        # ended), the only ones whose children file can list ours. Reading just
+        # these, not one file per daemon thread (four per session), keeps a scan
+        # of our children cheap with a thousand sessions.
+        self._forking_tids: set[int] = set()
 
     # ----------------------------------------------------------- public
 
@@ -141,6 +156,7 @@ class DescendantTracker:
         first = proc_stat(leader)
         tree = ProcessTree(leader, first.start if first is not None else 0, sessions={leader})
         with self._lock:
+            self._forking_tids.add(threading.get_native_id())  # the caller forked it
             if self._closed:
                 raise RuntimeError("descendant tracker is closed")
             self._trees[leader] = tree
@@ -388,7 +404,16 @@ class DescendantTracker:
                 self._strays = False
                 self._unclaimed.clear()
             for tree in list(self._trees.values()):
-                leader_alive = self._refresh_locked(tree, me, subreaper)
+                if tree.rest > 0:
+                    tree.rest -= 1
+                    leader = proc_stat(tree.leader)
+                    leader_alive = leader is not None and not leader.dead
+                else:
+                    seen = (dict(tree.known), set(tree.sessions))
+                    leader_alive = self._refresh_locked(tree, me, subreaper)
+                    same = seen == (tree.known, tree.sessions)
+                    tree.quiet = min(tree.quiet + 1, QUIET_WALKS) if same else 0
+                    tree.rest = tree.quiet
                 if before is not None and leader_alive:
                     tree.children_before = before
             for pid, start in list(self._orphans.items()):
@@ -452,7 +477,9 @@ class DescendantTracker:
             recorded.update(tree.known.items())
         found: list[ProcStat] = []
         strays: set[tuple[int, int]] = set()
-        for pid in children_of(me):
+        tids = {me} | {t for t in self._forking_tids if os.path.exists(f"/proc/{me}/task/{t}")}
+        self._forking_tids &= tids
+        for pid in children_of(me, tids):
             if pid in self._trees:
                 continue  # a provider leader: its ProviderProcess reaps it
             st = proc_stat(pid)
