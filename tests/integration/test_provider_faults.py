@@ -28,7 +28,9 @@ from tests.support.proc import SLEEP, kill_if_same, proc_stat
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
-PING_WITHIN_S = 1.0
+PING_WITHIN_S = 2.5
+# A daemon blocked by the fault would answer only after its ladder (3 s and more);
+# below that, a loaded machine (two test workers on two cores) can delay a ping.
 
 FAKE_CLAUDE = r"""
 import json, os, resource, signal, subprocess, sys, time

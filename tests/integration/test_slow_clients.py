@@ -103,7 +103,7 @@ def test_a_subscriber_that_never_reads_large_messages_costs_bounded_memory(
     # 310 MiB went through; a subscriber holds at most about 1,000 events of
     # 64 KiB, and the rest is transient (one read at a time per session).
     assert grown < 160, f"the daemon grew by {grown:.0f} MiB"
-    assert max(pings) < 1000, pings
+    assert max(pings) < 2500, pings  # a blocked daemon would take seconds more
 
     # The store has every text whole.
     stored = all_messages(client, ids[0])
@@ -186,4 +186,4 @@ def test_pages_are_bounded_in_bytes_and_a_client_that_never_reads_costs_bounded_
         deaf.close()
     assert grown < 128, f"the daemon grew by {grown:.0f} MiB at its peak"
     assert held < 64, f"the daemon holds {held:.0f} MiB more"
-    assert max(pings) < 1000, pings
+    assert max(pings) < 2500, pings  # a blocked daemon would take seconds more
