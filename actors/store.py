@@ -389,9 +389,13 @@ class StoreActor(pykka.ThreadingActor):
             results = self._commit_all(writes)
         self.batches += 1
         if results is None:
-            # The batch failed as a whole: retry each write alone.
+            # The batch failed as a whole: retry each write alone. A write whose
+            # session broke earlier in this loop is refused: storing it after a
+            # lost neighbour would leave a gap in its seqIds.
             for item in batch:
                 if isinstance(item, Write):
+                    if self._refused(item):
+                        continue
                     single = self._commit_all([item])
                     if single is None:
                         self._fail(item, self._last_error or "unknown error")

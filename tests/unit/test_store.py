@@ -462,3 +462,32 @@ def test_failure_reasons() -> None:
     except apsw.SQLError as masked:
         masked.__context__ = masked.__context__ or apsw.FullError("full")
         assert failure_reason(masked) == "disk full"
+
+
+def test_a_batch_that_fails_never_stores_a_later_step_of_a_session_that_broke(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, outbox, path = store
+    ref.tell(step("s", 1))
+    drain(ref)
+    real = db.insert_messages
+
+    def insert(conn: apsw.Connection, session_id: str, messages: Any) -> None:
+        if messages[0]["seqId"] == 2:  # only this step does not fit
+            raise apsw.FullError("database or disk is full")
+        real(conn, session_id, messages)
+
+    monkeypatch.setattr(db, "insert_messages", insert)
+    # Hold the store so that both steps land in one batch.
+    held, go = threading.Event(), threading.Event()
+    ref.tell(Write([], then=lambda _r: (held.set(), go.wait(10))))
+    assert held.wait(10)
+    errors: list[Exception] = []
+    ref.tell(step("s", 2, on_error=errors.append))
+    ref.tell(step("s", 3, on_error=errors.append))
+    go.set()
+    drain(ref)
+    assert stored_seqs(path, "s") == [1]  # not [1, 3]: no gap
+    assert len(errors) == 2 and all(isinstance(e, StorageError) for e in errors)
+    announced = [d["seq"] for e, d, _p in outbox.events if e == "agent.message"]
+    assert announced == [1]
