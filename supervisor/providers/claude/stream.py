@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from corral.actors.normalized import Normalized
+from corral.supervisor.providers.values import as_dict, as_str
 
 __all__ = [
     "ClaudeStreamParser",
@@ -83,10 +84,6 @@ def encode_interrupt(request_id: str) -> bytes:
     return orjson.dumps(line) + b"\n"
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _int(value: object) -> int:
     if isinstance(value, bool):
         return 0
@@ -105,10 +102,6 @@ def _number(value: object) -> float | None:
         if number == number and number not in (float("inf"), float("-inf")):
             return number
     return None
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _log_unknown(key: str) -> None:
@@ -131,7 +124,7 @@ def _blocks_text(content: object) -> str:
         if isinstance(block, str):
             parts.append(block)
         elif isinstance(block, dict):
-            text = _str(block.get("text"))
+            text = as_str(block.get("text"))
             if block.get("type") == "text" and text is not None:
                 parts.append(text)
     return "\n".join(parts)
@@ -143,11 +136,11 @@ def _tool_use_result_text(value: object) -> str:
         return value
     if not isinstance(value, dict):
         return ""
-    parts = [text for text in (_str(value.get("stdout")), _str(value.get("stderr"))) if text]
+    parts = [text for text in (as_str(value.get("stdout")), as_str(value.get("stderr"))) if text]
     if parts:
         return "\n".join(parts)
     for key in ("content", "message", "error"):
-        found = _str(value.get(key))
+        found = as_str(value.get(key))
         if found:
             return found
     return ""
@@ -205,22 +198,22 @@ class ClaudeStreamParser:
         if kind == "stream_event":
             return []
         if kind == "control_response":
-            response = _dict(obj.get("response"))
+            response = as_dict(obj.get("response"))
             return [
                 Normalized(
                     kind="status",
                     status="control_response",
-                    text=_str(response.get("request_id")) or "",
+                    text=as_str(response.get("request_id")) or "",
                     raw=obj,
                 )
             ]
         if kind == "rate_limit_event":
-            info = _dict(obj.get("rate_limit_info"))
+            info = as_dict(obj.get("rate_limit_info"))
             return [
                 Normalized(
                     kind="status",
                     status="rate_limit",
-                    text=_str(info.get("status")) or "rate limit",
+                    text=as_str(info.get("status")) or "rate limit",
                     raw=obj,
                 )
             ]
@@ -236,29 +229,29 @@ class ClaudeStreamParser:
             return [
                 Normalized(
                     kind="init",
-                    model=_str(obj.get("model")),
-                    provider_session_id=_str(obj.get("session_id")),
-                    cwd=_str(obj.get("cwd")),
+                    model=as_str(obj.get("model")),
+                    provider_session_id=as_str(obj.get("session_id")),
+                    cwd=as_str(obj.get("cwd")),
                 )
             ]
         if subtype == "api_retry":
             return [Normalized(kind="status", status="retrying", text=_retry_text(obj))]
         if subtype == "permission_denied":
-            tool = _str(obj.get("tool_name")) or "tool"
-            message = _str(obj.get("message"))
+            tool = as_str(obj.get("tool_name")) or "tool"
+            message = as_str(obj.get("message"))
             text = f"Permission denied: {tool}" + (f" — {message}" if message else "")
             return [
                 Normalized(
                     kind="system",
                     text=text,
-                    tool_name=_str(obj.get("tool_name")),
-                    tool_id=_str(obj.get("tool_use_id")),
-                    parent_id=_str(obj.get("parent_tool_use_id")),
+                    tool_name=as_str(obj.get("tool_name")),
+                    tool_id=as_str(obj.get("tool_use_id")),
+                    parent_id=as_str(obj.get("parent_tool_use_id")),
                 )
             ]
         if subtype == "compact_boundary":
-            meta = _dict(obj.get("compact_metadata"))
-            trigger = _str(meta.get("trigger"))
+            meta = as_dict(obj.get("compact_metadata"))
+            trigger = as_str(meta.get("trigger"))
             pre_tokens = _int(meta.get("pre_tokens"))
             text = "context compacted"
             if trigger:
@@ -273,14 +266,14 @@ class ClaudeStreamParser:
     # -- assistant ----------------------------------------------------------
 
     def _assistant(self, obj: dict[str, Any]) -> list[Normalized]:
-        message = _dict(obj.get("message"))
-        parent = _str(obj.get("parent_tool_use_id"))
+        message = as_dict(obj.get("message"))
+        parent = as_str(obj.get("parent_tool_use_id"))
         content = message.get("content")
 
         if obj.get("is_api_error_message") is True:
             text = _blocks_text(content).strip()
             if not text:
-                text = _str(obj.get("error")) or "API error"
+                text = as_str(obj.get("error")) or "API error"
             self._turn_errors.add(text)
             return [Normalized(kind="error", text=text, parent_id=parent)]
 
@@ -296,11 +289,11 @@ class ClaudeStreamParser:
                 continue
             btype = block.get("type")
             if btype == "text":
-                block_text = _str(block.get("text"))
+                block_text = as_str(block.get("text"))
                 if block_text:
                     out.append(Normalized(kind="text", text=block_text, parent_id=parent))
             elif btype == "thinking":
-                thought = _str(block.get("thinking"))
+                thought = as_str(block.get("thinking"))
                 if thought:
                     out.append(Normalized(kind="thinking", text=thought, parent_id=parent))
             elif btype == "redacted_thinking":
@@ -314,9 +307,9 @@ class ClaudeStreamParser:
                 out.append(
                     Normalized(
                         kind="tool_call",
-                        tool_name=_str(block.get("name")) or "unknown",
+                        tool_name=as_str(block.get("name")) or "unknown",
                         tool_input=tool_input,
-                        tool_id=_str(block.get("id")),
+                        tool_id=as_str(block.get("id")),
                         parent_id=parent,
                     )
                 )
@@ -327,8 +320,8 @@ class ClaudeStreamParser:
     # -- user ---------------------------------------------------------------
 
     def _user(self, obj: dict[str, Any]) -> list[Normalized]:
-        message = _dict(obj.get("message"))
-        parent = _str(obj.get("parent_tool_use_id"))
+        message = as_dict(obj.get("message"))
+        parent = as_str(obj.get("parent_tool_use_id"))
         synthetic = obj.get("isSynthetic") is True
         content = message.get("content")
 
@@ -350,13 +343,13 @@ class ClaudeStreamParser:
                     Normalized(
                         kind="tool_result",
                         text=text,
-                        tool_id=_str(block.get("tool_use_id")),
+                        tool_id=as_str(block.get("tool_use_id")),
                         is_error=block.get("is_error") is True,
                         parent_id=parent,
                     )
                 )
             elif btype == "text":
-                out.extend(self._user_note(_str(block.get("text")) or "", synthetic, parent))
+                out.extend(self._user_note(as_str(block.get("text")) or "", synthetic, parent))
         return out
 
     @staticmethod
@@ -371,7 +364,7 @@ class ClaudeStreamParser:
     # -- result -------------------------------------------------------------
 
     def _result(self, obj: dict[str, Any]) -> list[Normalized]:
-        usage = _dict(obj.get("usage"))
+        usage = as_dict(obj.get("usage"))
         out = [
             Normalized(
                 kind="cost",
@@ -403,7 +396,7 @@ def _as_text(data: object) -> str:
 
 
 def _retry_text(obj: dict[str, Any]) -> str:
-    error = _str(obj.get("error"))
+    error = as_str(obj.get("error"))
     status = obj.get("error_status")
     if status is None:
         reason = "connection error"
@@ -428,11 +421,11 @@ def _result_error_text(obj: dict[str, Any]) -> str:
         parts = [e for e in errors if isinstance(e, str) and e]
         if parts:
             return "; ".join(parts)
-    result = _str(obj.get("result"))
+    result = as_str(obj.get("result"))
     if result:
         return result
     status = obj.get("api_error_status")
     if status is not None and not isinstance(status, dict | list):
         return f"API error {status}"
-    subtype = _str(obj.get("subtype"))
+    subtype = as_str(obj.get("subtype"))
     return subtype or "error"

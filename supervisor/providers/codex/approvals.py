@@ -55,6 +55,7 @@ from corral.actors.normalized import FILE_PATH_KEY, SHELL_TOOL, Normalized
 from corral.actors.ports import ApprovalDecision
 from corral.supervisor.providers.codex.items import Transcript
 from corral.supervisor.providers.codex.tools import unwrap_command
+from corral.supervisor.providers.values import as_dict, as_list, as_str
 
 __all__ = [
     "APPROVAL_METHODS",
@@ -75,18 +76,6 @@ APPROVAL_METHODS = frozenset({COMMAND, FILE_CHANGE, PERMISSIONS})
 PERMISSIONS_TOOL = "Permissions"
 _PROFILE_KEYS = ("fileSystem", "network")
 _NO_GRANT: dict[str, Any] = {"permissions": {}, "scope": "turn"}
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _one_line(text: str) -> str:
@@ -117,13 +106,13 @@ class PendingApproval:
 
 
 def _command(params: dict[str, Any]) -> tuple[str, dict[str, Any], str, bool]:
-    command = unwrap_command(_str(params.get("command")) or "")
-    kind = _str(params.get("kind")) or "command"
+    command = unwrap_command(as_str(params.get("command")) or "")
+    kind = as_str(params.get("kind")) or "command"
     text = _one_line(command) or "a command"
     if kind == "writeStdin":
         text = f"send input to {text}"
-    network = _dict(params.get("networkApprovalContext"))
-    host = _str(network.get("host"))
+    network = as_dict(params.get("networkApprovalContext"))
+    host = as_str(network.get("host"))
     if host:
         text = f"{text} [network access to {host}]"
     # a managed checkpoint takes only accept, decline and cancel
@@ -134,7 +123,7 @@ def _file_change(
     params: dict[str, Any], transcript: Transcript, item_id: str
 ) -> tuple[str, dict[str, Any], str, bool]:
     calls = transcript.open_calls(item_id)
-    grant_root = _str(params.get("grantRoot"))
+    grant_root = as_str(params.get("grantRoot"))
     if not calls:
         tool_input: dict[str, Any] = {FILE_PATH_KEY: grant_root} if grant_root else {}
         text = f"Edit files under {grant_root}" if grant_root else "Edit files"
@@ -158,26 +147,26 @@ def _file_change(
 
 def _describe_profile(profile: dict[str, Any]) -> str:
     parts: list[str] = []
-    files = _dict(profile.get("fileSystem"))
+    files = as_dict(profile.get("fileSystem"))
     for access in ("write", "read"):
-        paths = [p for p in _list(files.get(access)) if isinstance(p, str)]
+        paths = [p for p in as_list(files.get(access)) if isinstance(p, str)]
         if paths:
             parts.append(f"{access} {', '.join(paths)}")
-    if not any(_list(files.get(a)) for a in ("write", "read")):
-        entries = [_dict(e) for e in _list(files.get("entries"))]
+    if not any(as_list(files.get(a)) for a in ("write", "read")):
+        entries = [as_dict(e) for e in as_list(files.get("entries"))]
         for entry in entries:
-            path = _str(_dict(entry.get("path")).get("path"))
+            path = as_str(as_dict(entry.get("path")).get("path"))
             if path:
-                parts.append(f"{_str(entry.get('access')) or 'access'} {path}")
-    if _dict(profile.get("network")).get("enabled") is True:
+                parts.append(f"{as_str(entry.get('access')) or 'access'} {path}")
+    if as_dict(profile.get("network")).get("enabled") is True:
         parts.append("network access")
     return "; ".join(parts)
 
 
 def _permissions(params: dict[str, Any]) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
-    asked = {k: v for k, v in _dict(params.get("permissions")).items() if k in _PROFILE_KEYS}
+    asked = {k: v for k, v in as_dict(params.get("permissions")).items() if k in _PROFILE_KEYS}
     tool_input: dict[str, Any] = {"permissions": asked}
-    cwd = _str(params.get("cwd"))
+    cwd = as_str(params.get("cwd"))
     if cwd:
         tool_input["cwd"] = cwd
     described = _describe_profile(asked)
@@ -203,8 +192,8 @@ def approval_item(
     request_id: Any, method: str, params: dict[str, Any], transcript: Transcript
 ) -> tuple[Normalized, PendingApproval]:
     """The ``approval`` value for one approval request, and what to keep of it."""
-    item_id = _str(params.get("itemId"))
-    reason = _str(params.get("reason"))
+    item_id = as_str(params.get("itemId"))
+    reason = as_str(params.get("reason"))
     asked: dict[str, Any] = {}
     session_wide = True
     if method == COMMAND:
@@ -229,7 +218,7 @@ def approval_item(
         request_id=request_id,
         method=method,
         item_id=item_id,
-        turn_id=_str(params.get("turnId")),
+        turn_id=as_str(params.get("turnId")),
         tool_input=dict(tool_input),
         asked=asked,
         session_wide=session_wide,
@@ -243,7 +232,7 @@ def approval_item(
 def _granted(pending: PendingApproval, decision: ApprovalDecision) -> dict[str, Any]:
     profile = pending.asked
     if decision.updated_input is not None and "permissions" in decision.updated_input:
-        chosen = _dict(decision.updated_input.get("permissions"))
+        chosen = as_dict(decision.updated_input.get("permissions"))
         profile = {k: v for k, v in chosen.items() if k in _PROFILE_KEYS}
     return {k: v for k, v in profile.items() if v is not None}
 

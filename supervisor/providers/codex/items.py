@@ -75,6 +75,7 @@ from typing import Any
 from corral.actors.normalized import Kind, Normalized
 from corral.supervisor.providers.codex.pricing import Price, TokenCounts, price_usage
 from corral.supervisor.providers.codex.tools import tool_calls, tool_results
+from corral.supervisor.providers.values import as_dict, as_list, as_str
 
 __all__ = ["SILENT_NOTIFICATIONS", "Transcript", "error_info"]
 
@@ -147,22 +148,10 @@ SILENT_NOTIFICATIONS = frozenset(
 )
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         return 0
     return value
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def error_info(value: object) -> str | None:
@@ -175,8 +164,8 @@ def error_info(value: object) -> str | None:
 
 
 def _error_text(error: Mapping[str, Any], fallback: str) -> str:
-    message = _str(error.get("message")) or fallback
-    details = _str(error.get("additionalDetails"))
+    message = as_str(error.get("message")) or fallback
+    details = as_str(error.get("additionalDetails"))
     if details and details not in message:
         return f"{message} ({details})"
     return message
@@ -281,13 +270,13 @@ class Transcript:
             self._closed.pop(next(iter(self._closed)))
 
     def _item_started(self, params: dict[str, Any]) -> list[Normalized]:
-        item = _dict(params.get("item"))
-        item_id = _str(item.get("id"))
-        kind = _str(item.get("type")) or ""
+        item = as_dict(params.get("item"))
+        item_id = as_str(item.get("id"))
+        kind = as_str(item.get("type")) or ""
         if not item_id or item_id in self._open or item_id in self._closed:
             return []
         if kind in _TEXT_ITEMS:
-            start = _str(item.get("text")) or ""
+            start = as_str(item.get("text")) or ""
             self._open[item_id] = _Open(kind, parts=[start] if start else [])
             return []
         calls = tool_calls(item_id, kind, item)
@@ -303,15 +292,15 @@ class Transcript:
         return calls
 
     def _item_completed(self, params: dict[str, Any]) -> list[Normalized]:
-        item = _dict(params.get("item"))
-        item_id = _str(item.get("id")) or ""
-        kind = _str(item.get("type")) or ""
+        item = as_dict(params.get("item"))
+        item_id = as_str(item.get("id")) or ""
+        kind = as_str(item.get("type")) or ""
         if item_id in self._closed:
             return []  # closed at a turn's end; its result was already given
         opened = self._open.get(item_id)
         out: list[Normalized] = []
         if kind == "agentMessage" or kind == "plan":
-            text = _str(item.get("text")) or (_buffered_text(opened) if opened else "")
+            text = as_str(item.get("text")) or (_buffered_text(opened) if opened else "")
             if text:
                 out.append(Normalized(kind="text", text=text))
         elif kind == "reasoning":
@@ -323,7 +312,7 @@ class Transcript:
             out.append(Normalized(kind="compaction", text="context compacted"))
         elif kind in ("enteredReviewMode", "exitedReviewMode"):
             verb = "Entered" if kind == "enteredReviewMode" else "Exited"
-            review = _str(item.get("review")) or ""
+            review = as_str(item.get("review")) or ""
             out.append(Normalized(kind="system", text=f"{verb} review mode: {review}".rstrip(": ")))
         elif kind in (
             "userMessage",
@@ -334,7 +323,7 @@ class Transcript:
         ):
             pass
         elif kind == "imageGeneration":
-            saved = _str(item.get("savedPath"))
+            saved = as_str(item.get("savedPath"))
             if saved:
                 out.append(Normalized(kind="system", text=f"Generated an image: {saved}"))
         else:
@@ -356,8 +345,8 @@ class Transcript:
         return out
 
     def _delta(self, params: dict[str, Any], output: bool = False) -> list[Normalized]:
-        opened = self._open.get(_str(params.get("itemId")) or "")
-        delta = _str(params.get("delta"))
+        opened = self._open.get(as_str(params.get("itemId")) or "")
+        delta = as_str(params.get("delta"))
         if opened is not None and delta:
             target = opened.output if output else opened.parts
             if not target:
@@ -366,7 +355,7 @@ class Transcript:
         return []
 
     def _summary_part(self, params: dict[str, Any]) -> list[Normalized]:
-        opened = self._open.get(_str(params.get("itemId")) or "")
+        opened = self._open.get(as_str(params.get("itemId")) or "")
         if opened is not None and (not opened.parts or opened.parts[-1]):
             opened.parts.append("")
         return []
@@ -374,8 +363,8 @@ class Transcript:
     # ------------------------------------------------------------ turns
 
     def _turn_completed(self, params: dict[str, Any]) -> list[Normalized]:
-        turn = _dict(params.get("turn"))
-        status = _str(turn.get("status")) or ""
+        turn = as_dict(params.get("turn"))
+        status = as_str(turn.get("status")) or ""
         reason = {
             "interrupted": "interrupted",
             "failed": "the turn failed before the tool finished",
@@ -386,7 +375,7 @@ class Transcript:
         elif status == "interrupted":
             out.append(Normalized(kind="turn_end", is_error=True, text="interrupted"))
         elif status == "failed":
-            error = _dict(turn.get("error"))
+            error = as_dict(turn.get("error"))
             text = _error_text(error, "the turn failed")
             info = error_info(error.get("codexErrorInfo"))
             if text not in self._turn_errors:
@@ -400,7 +389,7 @@ class Transcript:
         return out
 
     def _error(self, params: dict[str, Any]) -> list[Normalized]:
-        error = _dict(params.get("error"))
+        error = as_dict(params.get("error"))
         text = _error_text(error, "Codex reported an error")
         if params.get("willRetry") is True:
             return [Normalized(kind="status", status="retrying", text=text, raw=params)]
@@ -411,21 +400,21 @@ class Transcript:
 
     def _plan_updated(self, params: dict[str, Any]) -> list[Normalized]:
         todos = []
-        for step in _list(params.get("plan")):
-            step = _dict(step)
-            status = _str(step.get("status")) or "pending"
+        for step in as_list(params.get("plan")):
+            step = as_dict(step)
+            status = as_str(step.get("status")) or "pending"
             todos.append(
                 {
-                    "content": _str(step.get("step")) or "",
+                    "content": as_str(step.get("step")) or "",
                     "status": _TODO_STATUS.get(status, status),
                 }
             )
         tool_input: dict[str, Any] = {"todos": todos}
-        explanation = _str(params.get("explanation"))
+        explanation = as_str(params.get("explanation"))
         if explanation:
             tool_input["explanation"] = explanation
         self._todo_count += 1
-        tool_id = f"plan-{_str(params.get('turnId')) or 'turn'}-{self._todo_count}"
+        tool_id = f"plan-{as_str(params.get('turnId')) or 'turn'}-{self._todo_count}"
         return [
             Normalized(
                 kind="tool_call", tool_name="TodoWrite", tool_input=tool_input, tool_id=tool_id
@@ -442,11 +431,11 @@ class Transcript:
     # ------------------------------------------------------------ usage
 
     def _usage(self, params: dict[str, Any]) -> list[Normalized]:
-        usage = _dict(params.get("tokenUsage"))
-        total, total_writes = _tokens(_dict(usage.get("total")))
-        last, last_writes = _tokens(_dict(usage.get("last")))
+        usage = as_dict(params.get("tokenUsage"))
+        total, total_writes = _tokens(as_dict(usage.get("total")))
+        last, last_writes = _tokens(as_dict(usage.get("last")))
         window = usage.get("modelContextWindow")
-        replay = _str(params.get("turnId")) not in self._own_turns
+        replay = as_str(params.get("turnId")) not in self._own_turns
         baseline = self._baseline
         self._baseline = (total, total_writes)
         if replay:
@@ -488,23 +477,23 @@ class Transcript:
     # ------------------------------------------------------------ notes
 
     def _note(self, params: dict[str, Any]) -> list[Normalized]:
-        text = _str(params.get("message")) or _str(params.get("summary")) or ""
-        details = _str(params.get("details"))
+        text = as_str(params.get("message")) or as_str(params.get("summary")) or ""
+        details = as_str(params.get("details"))
         if details:
             text = f"{text}: {details}" if text else details
         return [Normalized(kind="system", text=f"Codex: {text}")] if text else []
 
     def _deprecation(self, params: dict[str, Any]) -> list[Normalized]:
-        summary = _str(params.get("summary")) or "deprecation notice"
+        summary = as_str(params.get("summary")) or "deprecation notice"
         log.info("codex deprecation notice: %s", summary)
         return [Normalized(kind="status", status="deprecation", text=summary, raw=params)]
 
     def _rerouted(self, params: dict[str, Any]) -> list[Normalized]:
-        to_model = _str(params.get("toModel"))
-        from_model = _str(params.get("fromModel")) or "?"
+        to_model = as_str(params.get("toModel"))
+        from_model = as_str(params.get("fromModel")) or "?"
         if to_model:
             self.model = to_model
-        reason = _str(params.get("reason"))
+        reason = as_str(params.get("reason"))
         text = f"Codex rerouted the model from {from_model} to {to_model or '?'}"
         return [Normalized(kind="system", text=f"{text} ({reason})" if reason else text)]
 
@@ -518,10 +507,10 @@ def _buffered_text(item: _Open) -> str:
 
 
 def _reasoning_text(item: Mapping[str, Any]) -> str:
-    summary = [s for s in _list(item.get("summary")) if isinstance(s, str) and s]
+    summary = [s for s in as_list(item.get("summary")) if isinstance(s, str) and s]
     if summary:
         return "\n\n".join(summary)
-    content = [s for s in _list(item.get("content")) if isinstance(s, str) and s]
+    content = [s for s in as_list(item.get("content")) if isinstance(s, str) and s]
     return "\n\n".join(content)
 
 

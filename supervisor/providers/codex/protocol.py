@@ -71,6 +71,7 @@ from corral.supervisor.providers.codex.approvals import (
 from corral.supervisor.providers.codex.items import Transcript
 from corral.supervisor.providers.codex.options import CodexSessionOptions
 from corral.supervisor.providers.codex.tools import unwrap_command
+from corral.supervisor.providers.values import as_dict, as_str
 
 __all__ = ["DECLINES", "CodexProtocol", "decline"]
 
@@ -84,14 +85,6 @@ REFUSAL = "corral does not answer this Codex request yet"
 
 # Requests whose failure ends the start (and so the session's first turn).
 _START_METHODS = frozenset({"initialize", "thread/start", "thread/resume"})
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _line(message: dict[str, Any]) -> bytes:
@@ -116,18 +109,18 @@ Decline = Callable[[dict[str, Any], Transcript], tuple[dict[str, Any], str]]
 
 
 def _user_input(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any], str]:
-    questions = [_str(_dict(q).get("question")) for q in params.get("questions") or []]
+    questions = [as_str(as_dict(q).get("question")) for q in params.get("questions") or []]
     shown = "; ".join(q for q in questions if q)
     return {"answers": {}}, "answer a question" + (f": {shown}" if shown else "")
 
 
 def _elicitation(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any], str]:
-    server = _str(params.get("serverName")) or "an MCP server"
+    server = as_str(params.get("serverName")) or "an MCP server"
     return {"action": "decline", "content": None}, f"give input to {server}"
 
 
 def _dynamic_tool(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any], str]:
-    tool = _str(params.get("tool")) or "a client tool"
+    tool = as_str(params.get("tool")) or "a client tool"
     answer = {"contentItems": [{"type": "inputText", "text": REFUSAL}], "success": False}
     return answer, f"run the client-side tool {tool}"
 
@@ -140,7 +133,7 @@ def _legacy_exec(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any]
 
 
 def _legacy_patch(params: dict[str, Any], _t: Transcript) -> tuple[dict[str, Any], str]:
-    paths = sorted(str(p) for p in _dict(params.get("fileChanges")))
+    paths = sorted(str(p) for p in as_dict(params.get("fileChanges")))
     decision = {"denied": {"rejection": REFUSAL}}
     return {"decision": decision}, "change " + (", ".join(paths) if paths else "files")
 
@@ -378,7 +371,7 @@ class CodexProtocol:
         method = message.get("method")
         has_id = "id" in message and message["id"] is not None
         if isinstance(method, str):
-            params = _dict(message.get("params"))
+            params = as_dict(message.get("params"))
             if has_id:
                 return self._server_request(message["id"], method, params)
             return self._notification(method, params), self._after_notification(method, params)
@@ -391,18 +384,18 @@ class CodexProtocol:
         method = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
         error = message.get("error")
         if error is not None:
-            return self._error_response(method, _dict(error)), self._next_turn()
+            return self._error_response(method, as_dict(error)), self._next_turn()
         if method is None:
             log.debug("codex app-server: answer to an unknown request id %r", request_id)
             return [], []
-        result = _dict(message.get("result"))
+        result = as_dict(message.get("result"))
         if method == "initialize":
             self._phase = "opening"
             return [], [self._notify("initialized"), self._open_thread()]
         if method in ("thread/start", "thread/resume"):
             return self._thread_opened(result)
         if method == "turn/start":
-            turn_id = _str(_dict(result.get("turn")).get("id"))
+            turn_id = as_str(as_dict(result.get("turn")).get("id"))
             if turn_id and self._turn_active and self._turn_id is None:
                 self._turn_id = turn_id
                 self.transcript.own_turn(turn_id)
@@ -412,9 +405,9 @@ class CodexProtocol:
         return [], []
 
     def _thread_opened(self, result: dict[str, Any]) -> tuple[list[Normalized], list[bytes]]:
-        thread = _dict(result.get("thread"))
-        self._thread_id = _str(thread.get("id")) or self._thread_id
-        model = _str(result.get("model")) or _str(thread.get("model")) or self.options.model
+        thread = as_dict(result.get("thread"))
+        self._thread_id = as_str(thread.get("id")) or self._thread_id
+        model = as_str(result.get("model")) or as_str(thread.get("model")) or self.options.model
         self.transcript.model = model
         self._phase = "ready"
         items = [
@@ -422,7 +415,7 @@ class CodexProtocol:
                 kind="init",
                 provider_session_id=self._thread_id,
                 model=model,
-                cwd=_str(result.get("cwd")) or _str(thread.get("cwd")) or self.options.cwd,
+                cwd=as_str(result.get("cwd")) or as_str(thread.get("cwd")) or self.options.cwd,
             )
         ]
         if self._cancelled:
@@ -433,7 +426,7 @@ class CodexProtocol:
         return items, self._next_turn()
 
     def _error_response(self, method: str | None, error: dict[str, Any]) -> list[Normalized]:
-        message = _str(error.get("message")) or "unknown error"
+        message = as_str(error.get("message")) or "unknown error"
         code = error.get("code")
         text = f"codex {method or 'request'} failed: {message}"
         items = [Normalized(kind="error", text=text, raw={"method": method, "code": code})]
@@ -469,7 +462,7 @@ class CodexProtocol:
 
     def _foreign(self, params: dict[str, Any]) -> bool:
         """Whether a notification belongs to another thread (a sub-agent's)."""
-        thread_id = _str(params.get("threadId"))
+        thread_id = as_str(params.get("threadId"))
         return (
             thread_id is not None and self._thread_id is not None and thread_id != self._thread_id
         )
@@ -481,7 +474,7 @@ class CodexProtocol:
         if self._foreign(params):
             return []
         if method == "turn/started":
-            turn_id = _str(_dict(params.get("turn")).get("id"))
+            turn_id = as_str(as_dict(params.get("turn")).get("id"))
             if turn_id and self._turn_active and self._turn_id is None:
                 self._turn_id = turn_id
                 self.transcript.own_turn(turn_id)
@@ -490,7 +483,7 @@ class CodexProtocol:
             self._turn_active = False
             self._turn_id = None
             self._interrupt_wanted = False
-            self._forget_approvals(_str(_dict(params.get("turn")).get("id")))
+            self._forget_approvals(as_str(as_dict(params.get("turn")).get("id")))
         return self.transcript.notification(method, params)
 
     def _forget_approvals(self, turn_id: str | None) -> None:

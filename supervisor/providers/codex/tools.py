@@ -19,23 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from corral.actors.normalized import Normalized
+from corral.supervisor.providers.values import as_dict, as_list, as_str
 
 __all__ = ["tool_calls", "tool_results", "unwrap_command"]
 
 _SHELLS = frozenset({"bash", "sh", "zsh", "dash"})
 _SHELL_FLAGS = frozenset({"-c", "-lc", "-cl"})
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def unwrap_command(command: str) -> str:
@@ -50,10 +39,10 @@ def unwrap_command(command: str) -> str:
 
 
 def _file_call(item_id: str, index: int, count: int, change: Mapping[str, Any]) -> Normalized:
-    path = _str(change.get("path")) or ""
-    diff = _str(change.get("diff")) or ""
-    kind = _dict(change.get("kind"))
-    change_type = _str(kind.get("type")) or ""
+    path = as_str(change.get("path")) or ""
+    diff = as_str(change.get("diff")) or ""
+    kind = as_dict(change.get("kind"))
+    change_type = as_str(kind.get("type")) or ""
     tool_id = item_id if count == 1 else f"{item_id}#{index}"
     if change_type == "add":
         return Normalized(
@@ -67,7 +56,7 @@ def _file_call(item_id: str, index: int, count: int, change: Mapping[str, Any]) 
             kind="tool_call", tool_name="Delete", tool_id=tool_id, tool_input={"file_path": path}
         )
     tool_input: dict[str, Any] = {"file_path": path, "diff": diff}
-    move = _str(kind.get("move_path"))
+    move = as_str(kind.get("move_path"))
     if move:
         tool_input["new_path"] = move
     return Normalized(kind="tool_call", tool_name="Edit", tool_id=tool_id, tool_input=tool_input)
@@ -76,18 +65,18 @@ def _file_call(item_id: str, index: int, count: int, change: Mapping[str, Any]) 
 def tool_calls(item_id: str, kind: str, item: Mapping[str, Any]) -> list[Normalized] | None:
     """The tool_call values for a tool item, or None when ``kind`` is not a tool."""
     if kind == "commandExecution":
-        command = unwrap_command(_str(item.get("command")) or "")
+        command = unwrap_command(as_str(item.get("command")) or "")
         return [
             Normalized(
                 kind="tool_call", tool_name="Bash", tool_id=item_id, tool_input={"command": command}
             )
         ]
     if kind == "fileChange":
-        changes = [_dict(c) for c in _list(item.get("changes"))]
+        changes = [as_dict(c) for c in as_list(item.get("changes"))]
         return [_file_call(item_id, i, len(changes), c) for i, c in enumerate(changes)]
     if kind == "mcpToolCall":
-        server = _str(item.get("server")) or "mcp"
-        tool = _str(item.get("tool")) or "tool"
+        server = as_str(item.get("server")) or "mcp"
+        tool = as_str(item.get("tool")) or "tool"
         return [
             Normalized(
                 kind="tool_call",
@@ -97,8 +86,8 @@ def tool_calls(item_id: str, kind: str, item: Mapping[str, Any]) -> list[Normali
             )
         ]
     if kind == "dynamicToolCall":
-        tool = _str(item.get("tool")) or "tool"
-        namespace = _str(item.get("namespace"))
+        tool = as_str(item.get("tool")) or "tool"
+        namespace = as_str(item.get("namespace"))
         return [
             Normalized(
                 kind="tool_call",
@@ -118,7 +107,7 @@ def tool_calls(item_id: str, kind: str, item: Mapping[str, Any]) -> list[Normali
                 kind="tool_call",
                 tool_name="WebSearch",
                 tool_id=item_id,
-                tool_input={"query": _str(item.get("query")) or ""},
+                tool_input={"query": as_str(item.get("query")) or ""},
             )
         ]
     if kind == "imageView":
@@ -127,7 +116,7 @@ def tool_calls(item_id: str, kind: str, item: Mapping[str, Any]) -> list[Normali
                 kind="tool_call",
                 tool_name="ViewImage",
                 tool_id=item_id,
-                tool_input={"path": _str(item.get("path")) or ""},
+                tool_input={"path": as_str(item.get("path")) or ""},
             )
         ]
     return None
@@ -147,9 +136,9 @@ def _arguments(value: object) -> dict[str, Any]:
 
 def _blocks_text(blocks: object) -> str:
     parts = []
-    for block in _list(blocks):
-        block = _dict(block)
-        text = _str(block.get("text"))
+    for block in as_list(blocks):
+        block = as_dict(block)
+        text = as_str(block.get("text"))
         if text is not None:
             parts.append(text)
     return "\n".join(parts)
@@ -158,10 +147,10 @@ def _blocks_text(blocks: object) -> str:
 def tool_results(
     kind: str, item: Mapping[str, Any], tool_ids: list[str], streamed: str
 ) -> list[Normalized]:
-    status = _str(item.get("status")) or "completed"
+    status = as_str(item.get("status")) or "completed"
     failed = status in ("failed", "declined")
     if kind == "commandExecution":
-        output = _str(item.get("aggregatedOutput"))
+        output = as_str(item.get("aggregatedOutput"))
         text = output if output is not None else streamed
         if status == "declined":
             text = "Declined: the command was not run"
@@ -175,12 +164,12 @@ def tool_results(
                 )
         return [Normalized(kind="tool_result", text=text, tool_id=tool_ids[0], is_error=failed)]
     if kind == "fileChange":
-        changes = [_dict(c) for c in _list(item.get("changes"))]
+        changes = [as_dict(c) for c in as_list(item.get("changes"))]
         results = []
         for tool_id, change in zip(tool_ids, changes, strict=False):
-            path = _str(change.get("path")) or "?"
+            path = as_str(change.get("path")) or "?"
             verb = {"add": "Created", "delete": "Deleted"}.get(
-                _str(_dict(change.get("kind")).get("type")) or "", "Updated"
+                as_str(as_dict(change.get("kind")).get("type")) or "", "Updated"
             )
             text = {
                 "declined": f"Declined: {path} was not changed",
@@ -191,9 +180,9 @@ def tool_results(
             )
         return results
     if kind == "mcpToolCall":
-        error = _dict(item.get("error"))
-        result = _dict(item.get("result"))
-        text = _str(error.get("message")) or _blocks_text(result.get("content"))
+        error = as_dict(item.get("error"))
+        result = as_dict(item.get("result"))
+        text = as_str(error.get("message")) or _blocks_text(result.get("content"))
         if not text and result.get("structuredContent") is not None:
             text = json.dumps(result.get("structuredContent"))
         return [
@@ -206,9 +195,9 @@ def tool_results(
         is_error = failed or item.get("success") is False
         return [Normalized(kind="tool_result", text=text, tool_id=tool_ids[0], is_error=is_error)]
     if kind == "webSearch":
-        action = _dict(item.get("action"))
-        text = _str(action.get("url")) or _str(item.get("query")) or ""
-        results = _list(item.get("results"))
+        action = as_dict(item.get("action"))
+        text = as_str(action.get("url")) or as_str(item.get("query")) or ""
+        results = as_list(item.get("results"))
         if results:
             text = f"{text}\n{len(results)} results".strip()
         return [Normalized(kind="tool_result", text=text, tool_id=tool_ids[0])]
