@@ -6,11 +6,8 @@ with 0 sessions) and whether the log says a provider "outlived the stop
 ladder"; and the per-live-session figures.
 
 A live idle session is a mock whose turn ended (``toolCalls: 0``) and which is
-kept, with its process, by a cleanup grace of a day. The mock polls its stdin
-queue every 50 ms when idle, which for a thousand of them is most of two
-cores; here that poll is slowed to 1 s (bench/mockhooks: stdin still wakes it
-at once), so that the daemon's figures are not those of a machine saturated by
-its providers. Each daemon lifetime gives
+kept, with its process, by a cleanup grace of a day (an idle mock wakes once a
+second; stdin wakes it at once). Each daemon lifetime gives
 one start and one shutdown figure and ``samples`` readings of the idle state.
 ``python -m bench.scale [--quick]``.
 """
@@ -35,7 +32,6 @@ from bench.common import (
     children,
     cpu_seconds,
     fd_count,
-    hooks_env,
     make_daemon,
     median,
     mock_request,
@@ -53,8 +49,6 @@ LADDER = "outlived the stop ladder"
 MOCK = "corral.supervisor.providers.mock"
 SETTINGS = {"max_live_sessions": "10000", "cleanup_grace_ms": "86400000"}
 CONFIG = {"toolCalls": 0}  # one short turn, then idle
-MOCK_POLL_S = 1.0
-"""The idle mocks' stdin poll (50 ms in the mock itself; see bench/mockhooks)."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +204,7 @@ def run(ctx: Context) -> list[Row]:
     for life in range(size.lifetimes):
         downs0.append(empty_shutdown())
         tmp = new_tmp("scale")
-        daemon = make_daemon(tmp, hooks_env(BENCH_MOCK_SLICE=str(MOCK_POLL_S)))
+        daemon = make_daemon(tmp)
         kids: list[int] = []
         try:
             daemon.start(timeout=60.0)
@@ -264,8 +258,7 @@ def run(ctx: Context) -> list[Row]:
         Row("scale", f"daemon idle CPU, {n:,} idle sessions (baseline: 0)", "% of a core",
             full["cpu"], zero["cpu"], value_at_most(1.0, "%"),
             f"over {size.idle_s:g} s per reading; the {n:,} mock processes themselves: "
-            f"{median(full['kids_cpu']):.1f} % of a core (their idle poll slowed from "
-            f"50 ms to {MOCK_POLL_S:g} s)"),
+            f"{median(full['kids_cpu']):.1f} % of a core"),
         Row("scale", f"daemon.ping p99, {n:,} sessions (baseline: 0)", "ms", full["ping99"],
             zero["ping99"], note=f"{size.pings} pings per reading"),
         Row("scale", f"agent.start, last {n // 4:,} of {n:,} (baseline: first {n // 4:,})",

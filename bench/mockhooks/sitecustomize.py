@@ -8,10 +8,6 @@ environment and is left alone):
   thinking block is logged, just before it is written, as
   ``<time_ns> <crc32 of the text>`` to ``BENCH_EMIT_LOG/<pid>.log`` (the
   ingest benchmark's emit times).
-- ``BENCH_MOCK_SLICE`` (seconds): how long the mock waits on its stdin queue
-  between checks of its SIGINT flag (50 ms in the mock). Stdin events (prompts,
-  interrupts, EOF) still wake it at once; only the idle polling slows down, so
-  that a thousand idle mocks do not take the machine's cores (scale benchmark).
 """
 
 from __future__ import annotations
@@ -44,14 +40,5 @@ def _log_emits(directory: str) -> None:
     agent.MockAgent.emit = emit  # type: ignore[method-assign]
 
 
-def _slow_idle_poll(seconds: float) -> None:
-    from corral.supervisor.providers.mock import agent
-
-    agent._SLICE = seconds
-
-
-if MOCK in sys.orig_argv:
-    if os.environ.get("BENCH_EMIT_LOG"):
-        _log_emits(os.environ["BENCH_EMIT_LOG"])
-    if os.environ.get("BENCH_MOCK_SLICE"):
-        _slow_idle_poll(float(os.environ["BENCH_MOCK_SLICE"]))
+if MOCK in sys.orig_argv and os.environ.get("BENCH_EMIT_LOG"):
+    _log_emits(os.environ["BENCH_EMIT_LOG"])
