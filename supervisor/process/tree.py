@@ -409,7 +409,7 @@ class DescendantTracker:
                     leader = proc_stat(tree.leader)
                     leader_alive = leader is not None and not leader.dead
                 else:
-                    seen = (dict(tree.known), set(tree.sessions))
+                    seen = (tree.known, tree.sessions)  # the walk replaces both
                     leader_alive = self._refresh_locked(tree, me, subreaper)
                     same = seen == (tree.known, tree.sessions)
                     tree.quiet = min(tree.quiet + 1, QUIET_WALKS) if same else 0
