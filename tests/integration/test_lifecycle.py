@@ -92,8 +92,9 @@ def test_follow_up_prompt_stop_and_cleanup(client: Client, subscriber: Subscribe
     assert "turn 4" in messages[-1]["content"]
 
 
-def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
-    sid = start_mock(client, hang=True)["sessionId"]
+def start_hanging(client: Client, subscriber: Subscriber) -> str:
+    """Start a `hang` mock in p1; return its session id once it has started."""
+    sid: str = start_mock(client, hang=True)["sessionId"]
     subscriber.wait_for(
         lambda _t, f: (
             f["event"] == "agent.message"
@@ -101,6 +102,11 @@ def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
         ),
         10,
     )
+    return sid
+
+
+def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
+    sid = start_hanging(client, subscriber)
     stopped = client.call("agent.stop", {"projectId": "p1"}, timeout=15)
     assert stopped == {"sessionId": sid, "status": "done"}
     messages = all_messages(client, sid)
@@ -114,14 +120,7 @@ def test_stop_a_hanging_turn(client: Client, subscriber: Subscriber) -> None:
 def test_a_stop_cancels_a_queued_prompt_and_nothing_runs_after_it(
     daemon: DaemonProcess, client: Client, subscriber: Subscriber
 ) -> None:
-    sid = start_mock(client, hang=True)["sessionId"]
-    subscriber.wait_for(
-        lambda _t, f: (
-            f["event"] == "agent.message"
-            and any(m["role"] == "system" for m in f["data"]["messages"])
-        ),
-        10,
-    )
+    sid = start_hanging(client, subscriber)
     assert daemon.proc is not None
     provider = [(pid, read_stat(pid)) for pid in descendants(daemon.proc.pid)]
     assert provider
