@@ -22,6 +22,7 @@ The store also answers the daemon heartbeat from committed state, so the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import time
@@ -185,7 +186,9 @@ class Write:
     ``tell_first`` is for telling other actors what was committed (the session
     tells the registry): run before the events go out, so a client reacting to
     an event always finds them told (its request queues behind that tell).
-    ``then`` runs after the events (answers to requests go out after them)."""
+    ``then`` runs after the events are handed to the outbox (answers to requests
+    are handed over after them, but replies travel on their own socket and
+    may reach a client first)."""
 
     ops: Sequence[Operation]
     publish: Sequence[Publication] = ()
@@ -417,7 +420,11 @@ class StoreActor(pykka.ThreadingActor):
         assert conn is not None
         out: list[list[Any]] = []
         try:
-            with conn:
+            # BEGIN/COMMIT as statements, not ``with conn:``: apsw's context manager
+            # commits (RELEASE SAVEPOINT: WAL write, autocheckpoint) holding the GIL,
+            # which stalls every other thread of the daemon for the whole commit.
+            conn.execute("BEGIN")
+            try:
                 if len(writes) == 1:
                     out.append([_apply(conn, op, self._gone) for op in writes[0].ops])
                 else:
@@ -431,6 +438,12 @@ class StoreActor(pykka.ThreadingActor):
                                 for op in w.ops
                             ]
                         )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(apsw.Error):  # keep the original error
+                        conn.execute("ROLLBACK")
+                raise
         except Exception as exc:
             reason = failure_reason(exc)
             self._last_error = reason

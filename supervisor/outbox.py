@@ -3,7 +3,10 @@
 ZeroMQ sockets belong to one thread. Actors, readers and the store put
 replies and publications on a thread-safe queue and poke a wake-up pipe; the
 router thread polls that pipe beside its ROUTER socket and drains the queue.
-Putting never blocks.
+Putting never blocks. Replies have a queue of their own that the router
+empties before every publication it sends, so an answer never waits behind a
+flood of events (the two travel on different sockets, so a client could never
+count on their relative order anyway).
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ class RouterOutbox:
 
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[ReplyItem | PublishItem] = queue.SimpleQueue()
+        self.replies: queue.SimpleQueue[ReplyItem] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self._signalled = False
 
     def reply(self, to: Any, result: Any = None, error: RpcError | None = None) -> None:
-        self.queue.put(ReplyItem(to, result, error))
+        self.replies.put(ReplyItem(to, result, error))
         self._wake()
 
     def publish(self, event: str, data: dict[str, Any], project_id: str | None = None) -> None:
@@ -80,8 +84,18 @@ class RouterOutbox:
             pass
         self._signalled = False
 
+    def drain_replies(self) -> list[ReplyItem]:
+        """Every reply waiting: replies go out before queued publications."""
+        items: list[ReplyItem] = []
+        try:
+            while True:
+                items.append(self.replies.get_nowait())
+        except queue.Empty:
+            pass
+        return items
+
     def drain(self, limit: int = 1000) -> list[ReplyItem | PublishItem]:
-        items: list[ReplyItem | PublishItem] = []
+        items: list[ReplyItem | PublishItem] = list(self.drain_replies())
         try:
             while len(items) < limit:
                 items.append(self.queue.get_nowait())

@@ -170,9 +170,15 @@ class Router:
 
     def _read_requests(self) -> None:
         assert self._rpc is not None
+        rpc = self._rpc
         for _ in range(1000):
+            # ZMQ_EVENTS is read holding the GIL; recv (like every pyzmq send,
+            # recv and poll) releases it, and under load each release costs a
+            # wait for the GIL: only recv what is there.
+            if not _readable(rpc):
+                return
             try:
-                frames = self._rpc.recv_multipart(zmq.NOBLOCK)
+                frames = rpc.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -183,7 +189,19 @@ class Router:
     def _flush_outbox(self) -> bool:
         """Deliver one bounded slice of the outbox; True if more may be waiting."""
         items = self._outbox.drain(OUTBOX_SLICE)
+        rpc = self._rpc
+        assert rpc is not None
         for item in items:
+            # Requests and replies get their turn between outbox items, not only
+            # between slices: under a contended GIL a slice of publications can
+            # take hundreds of ms (each send waits to get the GIL back).
+            if _readable(rpc):
+                self._read_requests()
+            for reply in self._outbox.drain_replies():
+                try:
+                    self._deliver(reply)
+                except Exception:
+                    log.exception("router: delivering a reply failed")
             try:
                 if isinstance(item, ReplyItem):
                     self._deliver(item)
@@ -322,3 +340,9 @@ def _owner_only(url: str) -> None:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _readable(sock: zmq.Socket[bytes]) -> bool:
+    """Whether a message waits on ``sock`` (``ZMQ_EVENTS``: read holding the GIL)."""
+    events = sock.getsockopt(zmq.EVENTS)
+    return isinstance(events, int) and bool(events & zmq.POLLIN)
