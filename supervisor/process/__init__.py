@@ -3,11 +3,15 @@
 One module per job:
 
 * :mod:`.child` -- :class:`ProviderProcess`, one provider CLI in its own
-  session: spawn, stdout/stderr pumps, stdin writes, the signal ladder, the
+  session: spawn, stdout/stderr reads, stdin writes, the signal ladder, the
   exit (reported once as an :class:`~corral.actors.ports.ExitReport`);
+* :mod:`.loop` -- :class:`PipeLoop`, the one thread that watches every
+  provider's pipes and exit and runs their timers;
+* :mod:`.stdin` -- :class:`StdinWriter`, ordered stdin writes that never block the loop;
+* :mod:`.reaper` -- :class:`Reaper`, the exit work (kill what is left, reap)
+  on a few threads, one ``/proc`` scan per batch of exits;
 * :mod:`.ladder` -- :class:`StopLadder`, when each signal of a stop ladder is due;
 * :mod:`.lines` -- :class:`LineSplitter`, stdout into bounded lines;
-* :mod:`.pump` -- reading a pipe until EOF, or until it idles after the exit;
 * :mod:`.tree` -- :class:`DescendantTracker`, every provider's descendants
   (also outside its group), orphans handed to a subreaper, and killing what
   a leader leaves behind; injected into each :class:`ProviderProcess`
@@ -33,6 +37,7 @@ from corral.supervisor.process.kill import (
 from corral.supervisor.process.ladder import StopLadder
 from corral.supervisor.process.ledger import LedgerEntry, ProviderLedger, read_ledger
 from corral.supervisor.process.lines import LineSplitter
+from corral.supervisor.process.loop import PipeLoop, default_loop
 from corral.supervisor.process.procfs import (
     ProcStat,
     become_subreaper,
@@ -41,6 +46,7 @@ from corral.supervisor.process.procfs import (
     proc_stat,
     session_members,
 )
+from corral.supervisor.process.reaper import Reaper, default_reaper
 from corral.supervisor.process.spawner import Spawner, default_spawner, die_with_parent
 from corral.supervisor.process.sweep import sweep_ledger
 from corral.supervisor.process.tree import (
@@ -57,14 +63,18 @@ __all__ = [
     "LedgerEntry",
     "LineSplitter",
     "Pinned",
+    "PipeLoop",
     "ProcStat",
     "ProcessTree",
     "ProviderLedger",
     "ProviderProcess",
+    "Reaper",
     "Spawner",
     "StopLadder",
     "become_subreaper",
     "children_of",
+    "default_loop",
+    "default_reaper",
     "default_spawner",
     "default_tracker",
     "die_with_parent",

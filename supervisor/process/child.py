@@ -7,25 +7,19 @@ timed by :class:`~corral.supervisor.process.ladder.StopLadder`), and
 reporting the exit exactly once, as an :class:`~corral.actors.ports.ExitReport`.
 Nothing here parses the output.
 
-Threads per process (all daemon threads):
-
-``<name>-stdout``
-    Reads stdout, splits it into lines
-    (:class:`~corral.supervisor.process.lines.LineSplitter`) and calls
-    ``on_line`` for each, in order.  After stdout ends and the process is
-    reaped it calls ``on_exit`` once; it joins the other threads first.
-``<name>-stderr``
-    Keeps the last ``stderr_tail_bytes`` of stderr.
-``<name>-wait``
-    Waits for the group leader to exit *without reaping it*
-    (``waitid(WNOWAIT)``), kills whatever is left of its tree (process group,
-    session, tracked descendants: see
-    :mod:`~corral.supervisor.process.tree`) while the leader's zombie still
-    pins the PID (so the group and session ids cannot have been reused),
-    then reaps it, by PID.  Killing the leftovers is what makes stdout reach
-    EOF when a grandchild inherited stdout and outlived the leader.
-``<name>-stop``
-    Only while :meth:`ProviderProcess.terminate` runs its signal ladder.
+No thread of its own: the process's pipes, a pidfd that turns readable when
+it exits, and its timers (the stop ladder, the drain deadlines) are watched
+by the daemon's one :class:`~corral.supervisor.process.loop.PipeLoop`
+(injected; :func:`~corral.supervisor.process.loop.default_loop` otherwise),
+and every callback runs on that loop's thread, so callbacks must not block.
+Stdin writes go through a :class:`~corral.supervisor.process.stdin.StdinWriter`.
+When the leader exits, a :class:`~corral.supervisor.process.reaper.Reaper`
+worker kills whatever is left of its tree (process group, session, tracked
+descendants: see :mod:`~corral.supervisor.process.tree`) while the leader's
+zombie still pins the PID (so the group and session ids cannot have been
+reused), then reaps it, by PID.  Killing the leftovers is what makes stdout
+reach EOF when a grandchild inherited stdout and outlived the leader.  Where
+the kernel has no pidfds, one thread per process waits for the exit instead.
 
 Every provider is spawned (:mod:`~corral.supervisor.process.spawner`) so that
 it dies with the daemon, registered with a
@@ -35,10 +29,11 @@ under its ``spawn_lock`` so the tracker never takes a brand-new leader for an
 orphan, and recorded until reaped in the provider ledger (:mod:`.ledger`).
 
 If something outside the provider's tree still holds stdout or stderr open
-after the leader exited, the readers stop after the stream has been idle for
+after the leader exited, reading stops once the stream has been idle for
 ``drain_timeout`` seconds (and at the latest ``DRAIN_HARD_CAP`` seconds
-after the exit: see :mod:`~corral.supervisor.process.pump`), so ``on_exit``
-always comes.
+after the exit), so ``on_exit`` always comes.  While the owner paused
+reading stdout (:meth:`ProviderProcess.pause_reading`, flow control) those
+deadlines do not cut it.
 
 A stdout line longer than ``max_line_bytes`` is dropped (see
 :mod:`~corral.supervisor.process.lines`), logged and counted. A provider still
@@ -52,7 +47,6 @@ import contextlib
 import logging
 import math
 import os
-import select
 import signal
 import subprocess
 import threading
@@ -62,22 +56,26 @@ from collections.abc import Callable, Mapping, Sequence
 from corral.actors.ports import ExitReport
 from corral.supervisor.process.ladder import StopLadder
 from corral.supervisor.process.ledger import ProviderLedger, current_ledger
-from corral.supervisor.process.lines import DroppedLine, LineSplitter, line_runs
-from corral.supervisor.process.pump import DRAIN_HARD_CAP, pump
+from corral.supervisor.process.lines import DroppedLine
+from corral.supervisor.process.loop import PipeLoop, Timer, default_loop
+from corral.supervisor.process.outputs import DRAIN_HARD_CAP, ProviderOutput
+from corral.supervisor.process.reaper import ProcScan, Reaper, default_reaper
 from corral.supervisor.process.spawner import release, spawn_provider
+from corral.supervisor.process.stdin import StdinWriter
 from corral.supervisor.process.tree import (
     DescendantTracker,
     ProcessTree,
     default_tracker,
 )
 
-__all__ = ["CLOSED_OUTPUT_REASON", "STDOUT_EOF_GRACE_S", "ProviderProcess"]
+__all__ = [
+    "CLOSED_OUTPUT_REASON",
+    "DRAIN_HARD_CAP",
+    "STDOUT_EOF_GRACE_S",
+    "ProviderProcess",
+]
 
 log = logging.getLogger("corral.process")
-
-# Bounded waits used on the exit path.
-_JOIN_TIMEOUT = 5.0
-_STDIN_LOCK_TIMEOUT = 1.0
 
 #: How long a provider may live on after closing its stdout (it may be exiting).
 STDOUT_EOF_GRACE_S = 1.0
@@ -90,15 +88,18 @@ class ProviderProcess:
 
     Callbacks: ``on_line(bytes)`` for each stdout line, or ``on_lines(list)``
     once per read with the lines it completed (fewer hand-offs under a flood),
-    and then ``on_exit(ExitReport)`` exactly once, all on the stdout reader thread.
-    ``on_dropped_line(DroppedLine)`` (optional) hears of each over-long line, in
-    order with the lines. Exceptions from the callbacks are logged and swallowed.
+    and then ``on_exit(ExitReport)`` exactly once, all on the pipe loop's
+    thread (they must not block). ``on_dropped_line(DroppedLine)`` (optional)
+    hears of each over-long line, in order with the lines. Exceptions from the
+    callbacks are logged and swallowed.
 
     ``tracker`` is the descendant tracker to register with (every provider
     of a process must share one; :func:`default_tracker` if not given).
     ``killpg(pgid, sig)`` sends every signal to the group (``os.killpg`` if
     not given; a test can record what the ladder sends and when).
     ``ledger`` records it while it lives (:func:`current_ledger` if not given).
+    ``loop`` and ``reaper`` are the shared pipe loop and exit workers
+    (the process-wide ones if not given).
     """
 
     def __init__(
@@ -119,6 +120,8 @@ class ProviderProcess:
         killpg: Callable[[int, int], None] | None = None,
         ledger: ProviderLedger | None = None,
         on_dropped_line: Callable[[DroppedLine], None] | None = None,
+        loop: PipeLoop | None = None,
+        reaper: Reaper | None = None,
     ) -> None:
         if not argv:
             raise ValueError("argv must not be empty")
@@ -131,101 +134,115 @@ class ProviderProcess:
         self._on_lines = on_lines
         self._on_exit = on_exit
         self._on_dropped_line = on_dropped_line
-        self._reason: str | None = None  # for the exit report; stdout reader thread only
+        self._reason: str | None = None  # for the exit report
         self._stdin_pipe = stdin_pipe
         self._stderr_cap = max(0, stderr_tail_bytes)
-        self._splitter = LineSplitter(max_line_bytes)
+        self._max_line_bytes = max_line_bytes
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be >= 1")
         self._name = name
         self._drain_timeout = max(0.0, drain_timeout)
         self._tracker = tracker if tracker is not None else default_tracker()
         self._killpg = killpg if killpg is not None else os.killpg
         self._ledger = ledger if ledger is not None else current_ledger()
+        self._loop = loop if loop is not None else default_loop()
+        self._reaper = reaper if reaper is not None else default_reaper()
 
         self._proc: subprocess.Popen[bytes] | None = None
         self._pgid = 0
         self._tree: ProcessTree | None = None
-        # _cond guards: _exited, _stopped_by_us, _ladder, _stop_thread.
+        # _cond guards: _exited, _stopped_by_us, _ladder.
         self._cond = threading.Condition(threading.Lock())
         self._exited = False
         self._stopped_by_us = False
         self._ladder: StopLadder | None = None
-        self._stop_thread: threading.Thread | None = None
 
-        self._stdin_lock = threading.Lock()
-        self._stdin_fd: int | None = None
-
-        self._stderr_lock = threading.Lock()
-        self._stderr_buf = bytearray()
-
-        self._wake_r = -1
-        self._wake_w = -1
+        self._stdin: StdinWriter | None = None
+        self._output: ProviderOutput | None = None
         self._returncode: int | None = None
         self._leftover_killed = 0
-        self._reaped = threading.Event()
         self._done = threading.Event()
         self._exit_info: ExitReport | None = None
-        self._stdout_thread: threading.Thread | None = None
-        self._stderr_thread: threading.Thread | None = None
-        self._wait_thread: threading.Thread | None = None
+
+        # Loop thread only:
+        self._pidfd: int | None = None
+        self._reaped = False  # the loop learnt of the reap
+        self._ladder_timer: Timer | None = None
+        self._eof_timer: Timer | None = None
+        self._finished = False
 
     # ------------------------------------------------------------------ start
 
     def start(self) -> None:
-        """Spawn the child and its threads.
+        """Spawn the child and hand its pipes to the loop.
 
         Raises ``OSError`` (e.g. ``FileNotFoundError``, ``PermissionError``;
         ``TimeoutError`` if the spawner is stuck) if it cannot be spawned,
-        ``RuntimeError`` if its tracker is closed; no callback is called then.
+        ``RuntimeError`` if its tracker or loop is closed; no callback is
+        called then.
         """
         if self._proc is not None:
             raise RuntimeError(f"{self._name}: already started")
-        wake_r, wake_w = os.pipe()
-        try:
-            proc, self._tree = spawn_provider(
-                self._argv,
-                env=self._env,
-                cwd=self._cwd,
-                stdin_pipe=self._stdin_pipe,
-                tracker=self._tracker,
-                ledger=self._ledger,
-                name=self._name,
-            )
-        except BaseException:
-            os.close(wake_r)
-            os.close(wake_w)
-            raise
-        self._wake_r, self._wake_w = wake_r, wake_w
+        proc, self._tree = spawn_provider(
+            self._argv,
+            env=self._env,
+            cwd=self._cwd,
+            stdin_pipe=self._stdin_pipe,
+            tracker=self._tracker,
+            ledger=self._ledger,
+            name=self._name,
+        )
         self._proc = proc
         self._pgid = proc.pid  # start_new_session: the child leads its group
-        if proc.stdin is not None:
-            self._stdin_fd = proc.stdin.fileno()
-            # Non-blocking, so a write can give up at its deadline (see write()).
-            os.set_blocking(self._stdin_fd, False)
         log.debug("%s: started pid %d: %s", self._name, proc.pid, self._argv[0])
-
-        self._wait_thread = threading.Thread(
-            target=self._wait_main, name=f"{self._name}-wait", daemon=True
-        )
-        self._stderr_thread = threading.Thread(
-            target=self._stderr_main, name=f"{self._name}-stderr", daemon=True
-        )
-        self._stdout_thread = threading.Thread(
-            target=self._stdout_main, name=f"{self._name}-stdout", daemon=True
-        )
+        pidfd: int | None = None
         try:
-            self._wait_thread.start()
-            self._stderr_thread.start()
-            self._stdout_thread.start()
+            assert proc.stdout is not None and proc.stderr is not None
+            self._output = ProviderOutput(
+                proc.stdout,
+                proc.stderr,
+                loop=self._loop,
+                name=self._name,
+                max_line_bytes=self._max_line_bytes,
+                stderr_tail_bytes=self._stderr_cap,
+                drain_timeout=self._drain_timeout,
+                deliver=self._deliver,
+                dropped=self._dropped,
+                stdout_ended=self._stdout_ended,
+                ended=self._try_finish,
+            )
+            if proc.stdin is not None:
+                self._stdin = StdinWriter(proc.stdin, self._loop, self._name)
+            pidfd = _open_pidfd(proc.pid)
+            self._pidfd = pidfd
+            self._loop.call_soon(self._register)
+            if pidfd is None:
+                threading.Thread(
+                    target=self._wait_main, name=f"{self._name}-wait", daemon=True
+                ).start()
         except BaseException:
-            # Out of threads: do not leave an unsupervised child behind.  A
-            # waiter that did start keeps its wake fds; they are leaked then.
+            # Out of threads, or the loop is closed: leave no unsupervised child behind.
             with contextlib.suppress(OSError):
                 self._killpg(self._pgid, signal.SIGKILL)
-            if not self._wait_thread.is_alive():
-                with contextlib.suppress(Exception):
-                    proc.wait(1.0)
-                release(self._tracker, self._tree, self._ledger, proc.pid)
+            with contextlib.suppress(Exception):
+                proc.wait(1.0)
+            release(self._tracker, self._tree, self._ledger, proc.pid)
+            for fd in (pidfd,):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
             raise
+
+    def _register(self) -> None:
+        """Loop thread: start watching the pipes and the exit."""
+        assert self._output is not None
+        self._output.register()
+        if self._pidfd is not None:
+            self._loop.add_reader(self._pidfd, self._pidfd_ready)
 
     # ------------------------------------------------------------- properties
 
@@ -253,71 +270,50 @@ class ProviderProcess:
     @property
     def stderr_tail(self) -> str:
         """The last ``stderr_tail_bytes`` of stderr so far, decoded leniently."""
-        with self._stderr_lock:
-            return self._stderr_buf.decode("utf-8", errors="replace")
+        output = self._output
+        return "" if output is None else output.stderr_tail
 
     @property
     def dropped_lines(self) -> int:
         """How many stdout lines were dropped as longer than ``max_line_bytes``."""
-        return self._splitter.dropped_lines
+        output = self._output
+        return 0 if output is None else output.dropped_lines
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the thread that runs this process's callbacks (the loop);
+        dropped if the loop is closed."""
+        try:
+            self._loop.run(fn)
+        except RuntimeError:
+            log.debug("%s: the pipe loop is closed; a call is dropped", self._name)
 
     # ------------------------------------------------------------------ stdin
 
     def write(self, data: bytes, timeout: float | None = None) -> bool:
-        """Write all of ``data`` to the child's stdin.
+        """Write all of ``data`` to the child's stdin, after earlier writes.
 
         Thread-safe; never raises.  ``False`` if there is no stdin pipe, it
         was closed, the child is gone (broken pipe), or the pipe stayed full
         for ``timeout`` seconds (a child that stopped reading; ``None`` waits
-        until :meth:`terminate` ends it).  After a timeout part of ``data`` may
-        have been written: the caller should treat the child as unusable.
+        until it reads or is gone).  From a callback (the loop thread) the
+        write is queued and ``True`` returned at once.  See
+        :class:`~corral.supervisor.process.stdin.StdinWriter`.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._stdin_lock:
-            fd = self._stdin_fd
-            if fd is None:
-                return False
-            view = memoryview(data)
-            poller = select.poll()
-            poller.register(fd, select.POLLOUT)
-            try:
-                while view:
-                    try:
-                        written = os.write(fd, view)
-                    except BlockingIOError:
-                        if deadline is None:
-                            wait_ms = 1000
-                        else:
-                            left = deadline - time.monotonic()
-                            if left <= 0:
-                                log.warning(
-                                    "%s: stdin full for %.1fs; giving up a write",
-                                    self._name,
-                                    timeout,
-                                )
-                                return False
-                            wait_ms = max(1, min(1000, math.ceil(left * 1000)))
-                        poller.poll(wait_ms)
-                        if self._stdin_fd is None:
-                            return False
-                        continue
-                    view = view[written:]
-            except OSError as exc:  # BrokenPipeError and friends
-                log.debug("%s: stdin write failed: %s", self._name, exc)
-                return False
-            return True
+        stdin = self._stdin
+        return stdin is not None and stdin.write(data, timeout)
 
     def close_stdin(self) -> None:
-        """Close the child's stdin (EOF for the child).  Idempotent, thread-safe."""
-        with self._stdin_lock:
-            self._close_stdin_locked()
+        """Close the child's stdin (EOF for the child) once what was written
+        before is in the pipe.  Idempotent, thread-safe, never blocks."""
+        if self._stdin is not None:
+            self._stdin.close()
 
-    def _close_stdin_locked(self) -> None:
-        proc = self._proc
-        self._stdin_fd = None
-        if proc is not None and proc.stdin is not None and not proc.stdin.closed:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
+    def end_stdin(self, last: Sequence[bytes]) -> None:
+        """Write ``last``, then close stdin, without blocking the caller."""
+        for line in last:
+            if not self.write(line, 0.0) and self._stdin is not None and self._stdin.closed:
+                return
+        self.close_stdin()
 
     # ---------------------------------------------------------------- signals
 
@@ -348,13 +344,13 @@ class ProviderProcess:
     ) -> None:
         """Stop the process group, without blocking.
 
-        On a background thread: for each ``(sig, grace)`` send ``sig`` to the
-        group (followed by SIGCONT, so a stopped group can act on it) and wait
-        up to ``grace`` seconds for the leader to exit; then wait
-        ``kill_after`` more seconds and SIGKILL the group.  Callable from any
-        thread at any time.  While a ladder runs, another call only makes it
-        more urgent: the final SIGKILL moves to the earlier of the two
-        deadlines (``terminate(())`` therefore kills right away).
+        On the loop: for each ``(sig, grace)`` send ``sig`` to the group
+        (followed by SIGCONT, so a stopped group can act on it) and wait up
+        to ``grace`` seconds for the leader to exit; then wait ``kill_after``
+        more seconds and SIGKILL the group.  Callable from any thread at any
+        time.  While a ladder runs, another call only makes it more urgent:
+        the final SIGKILL moves to the earlier of the two deadlines
+        (``terminate(())`` therefore kills right away).
         """
         now = time.monotonic()
         with self._cond:
@@ -362,26 +358,26 @@ class ProviderProcess:
                 return
             self._stopped_by_us = True
             if self._ladder is not None:
-                if self._ladder.hurry(StopLadder.deadline_for(ladder, kill_after, now)):
-                    self._cond.notify_all()
-                return
-            self._ladder = StopLadder(ladder, kill_after, now)
-            self._stop_thread = threading.Thread(
-                target=self._ladder_main, name=f"{self._name}-stop", daemon=True
-            )
-            self._stop_thread.start()
+                if not self._ladder.hurry(StopLadder.deadline_for(ladder, kill_after, now)):
+                    return
+            else:
+                self._ladder = StopLadder(ladder, kill_after, now)
+        try:
+            self._loop.run(self._ladder_step)
+        except RuntimeError:  # the loop is closed (the daemon is going): kill now
+            self.send_signal(signal.SIGKILL)
 
-    def _ladder_main(self) -> None:
+    def _ladder_step(self) -> None:
+        """Loop thread: send what the ladder has due, then sleep until its next step."""
+        if self._ladder_timer is not None:
+            self._ladder_timer.cancel()
+            self._ladder_timer = None
         with self._cond:
             ladder = self._ladder
-            assert ladder is not None
-            while not self._exited:
-                sig = ladder.due(time.monotonic())
-                if sig is None:
-                    remaining = ladder.wake_at() - time.monotonic()
-                    if remaining > 0:
-                        self._cond.wait(remaining)
-                    continue
+            if ladder is None or self._exited:
+                return
+            sig = ladder.due(time.monotonic())
+            while sig is not None:
                 if ladder.finished:
                     log.info("%s: killing group %d", self._name, self._pgid)
                 else:
@@ -393,6 +389,10 @@ class ProviderProcess:
                 if sig not in (signal.SIGKILL, signal.SIGCONT):
                     self._killpg_locked(signal.SIGCONT)
                 ladder.sent(time.monotonic())
+                sig = ladder.due(time.monotonic())
+            wake = ladder.wake_at()
+        if math.isfinite(wake):
+            self._ladder_timer = self._loop.call_at(wake, self._ladder_step)
 
     def _refresh_tree(self) -> None:
         """Refresh the descendant snapshot now (before a signal may kill the leader)."""
@@ -407,55 +407,35 @@ class ProviderProcess:
     def wait(self, timeout: float | None = None) -> ExitReport | None:
         """Block until ``on_exit`` has been called; ``None`` on timeout.
 
-        Returns ``None`` at once if never started, or if called from the
-        stdout reader thread (e.g. inside ``on_line``) before the exit.
+        Returns at once (``None`` before the exit) if never started, or if
+        called from a callback (the loop thread, which reports the exit).
         """
         if self._proc is None:
             return None
-        reader = self._stdout_thread
-        if reader is threading.current_thread():
+        if self._loop.on_loop():
             return self._exit_info
         if not self._done.wait(timeout):
             return None
-        if reader is not None:
-            reader.join(_JOIN_TIMEOUT if timeout is None else max(0.0, timeout))
         return self._exit_info
 
-    # ---------------------------------------------------------------- threads
+    # ------------------------------------------------------------- reading
 
-    def _wait_main(self) -> None:
-        proc = self._proc
-        assert proc is not None
-        pid = proc.pid
-        leader_known = True
-        try:
-            # Wait for the exit but leave the zombie: it pins pid/pgid.
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:
-            # Reaped elsewhere (or SIGCHLD ignored): the status is lost.
-            leader_known = False
-        except OSError as exc:
-            log.error("%s: waitid(%d) failed: %s", self._name, pid, exc)
-            leader_known = False
-        try:
-            self._leftover_killed = self._tracker.kill_leftovers(self._tree, self._pgid, self._name)
-        except Exception:
-            log.exception("%s: killing leftovers of group %d failed", self._name, self._pgid)
-        finally:
-            release(self._tracker, self._tree, self._ledger, pid)
-        with self._cond:
-            self._exited = True
-            self._cond.notify_all()
-        if leader_known:
-            try:
-                self._returncode = proc.wait()
-            except ChildProcessError:
-                self._returncode = None
-        # Level-triggered wake-up for both readers; the byte is never read.
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-        self._reaped.set()
-        log.debug("%s: pid %d exited: %s", self._name, pid, self._returncode)
+    def pause_reading(self) -> None:
+        """Stop reading stdout until :meth:`resume_reading` (flow control: the
+        pipe fills and the provider blocks on its own output).  Thread-safe."""
+        self.call_soon(self._pause)
+
+    def resume_reading(self) -> None:
+        """Read stdout again after :meth:`pause_reading`.  Thread-safe."""
+        self.call_soon(self._resume)
+
+    def _pause(self) -> None:
+        if self._output is not None:
+            self._output.pause()
+
+    def _resume(self) -> None:
+        if self._output is not None:
+            self._output.resume()
 
     def _deliver(self, lines: list[bytes]) -> None:
         try:
@@ -471,70 +451,20 @@ class ProviderProcess:
         except Exception:
             log.exception("%s: on_lines callback failed", self._name)
 
-    def _on_stdout(self, data: bytes) -> None:
-        self._deliver_all(self._splitter.feed(data))
+    def _dropped(self, line: DroppedLine) -> None:
+        if self._on_dropped_line is not None:
+            try:
+                self._on_dropped_line(line)
+            except Exception:
+                log.exception("%s: on_dropped_line callback failed", self._name)
 
-    def _deliver_all(self, found: list[bytes | DroppedLine]) -> None:
-        """Hand ``found`` over in order: runs of lines at once, each drop on its own."""
-        for run in line_runs(found):
-            if isinstance(run, list):
-                self._deliver(run)
-                continue
-            log.warning("%s: dropped a stdout line of %d bytes", self._name, run.size)
-            if self._on_dropped_line is not None:
-                try:
-                    self._on_dropped_line(run)
-                except Exception:
-                    log.exception("%s: on_dropped_line callback failed", self._name)
-
-    def _on_stderr(self, data: bytes) -> None:
-        with self._stderr_lock:
-            buf = self._stderr_buf
-            buf += data
-            excess = len(buf) - self._stderr_cap
-            if excess > 0:
-                del buf[:excess]
-
-    def _stderr_main(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stderr is not None
-        try:
-            pump(
-                proc.stderr.fileno(),
-                self._wake_r,
-                self._on_stderr,
-                self._drain_timeout,
-                self._name,
-                "stderr",
-            )
-        except Exception:
-            log.exception("%s: stderr reader failed", self._name)
-
-    def _stdout_main(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        try:
-            pump(
-                proc.stdout.fileno(),
-                self._wake_r,
-                self._on_stdout,
-                self._drain_timeout,
-                self._name,
-                "stdout",
-            )
-        except Exception:
-            log.exception("%s: stdout reader failed", self._name)
-        last = self._splitter.finish()
-        if last is not None:
-            self._deliver_all([last])
-        # stdout may end before the exit (the child closed it): if it runs on, stop it.
-        if not self._reaped.wait(STDOUT_EOF_GRACE_S):
-            self._stop_unheard()
-            self._reaped.wait()
-        self._finish()
+    def _stdout_ended(self) -> None:
+        """Loop thread: stdout ended before the exit: if the provider runs on, stop it."""
+        if not self._reaped:
+            self._eof_timer = self._loop.call_later(STDOUT_EOF_GRACE_S, self._stop_unheard)
 
     def _stop_unheard(self) -> None:
-        """stdout ended but the leader still runs: stop it (unless a stop runs already)."""
+        """Loop thread: stdout ended but the leader still runs: stop it (unless a stop runs)."""
         with self._cond:
             if self._proc is None or self._exited or self._stopped_by_us:
                 return
@@ -549,28 +479,80 @@ class ProviderProcess:
         log.warning("%s: closed its stdout but kept running; stopping it", self._name)
         self.terminate()
 
-    def _finish(self) -> None:
+    # ---------------------------------------------------------------- exit
+
+    def _pidfd_ready(self) -> None:
+        """Loop thread: the leader exited (its zombie waits): hand the exit work on."""
+        fd = self._pidfd
+        if fd is None:
+            return
+        self._pidfd = None
+        self._loop.forget(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        self._reaper.submit(self._after_exit)
+
+    def _wait_main(self) -> None:
+        """Without pidfds: wait on a thread of its own for the exit, without reaping."""
         proc = self._proc
         assert proc is not None
-        for thread in (self._wait_thread, self._stderr_thread):
-            if thread is not None:
-                thread.join(_JOIN_TIMEOUT + DRAIN_HARD_CAP)
-        stderr_done = self._stderr_thread is None or not self._stderr_thread.is_alive()
-        if self._stdin_lock.acquire(timeout=_STDIN_LOCK_TIMEOUT):
+        with contextlib.suppress(OSError):
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        self._reaper.submit(self._after_exit)
+
+    def _after_exit(self, scan: ProcScan) -> None:
+        """Reaper thread: kill what the leader left (its zombie pins its ids), reap it."""
+        proc = self._proc
+        assert proc is not None
+        pid = proc.pid
+        leader_known = True
+        try:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            leader_known = False  # reaped elsewhere (or SIGCHLD ignored): the status is lost
+        try:
+            self._leftover_killed = self._tracker.kill_leftovers(
+                self._tree, self._pgid, self._name, scan
+            )
+        except Exception:
+            log.exception("%s: killing leftovers of group %d failed", self._name, self._pgid)
+        finally:
+            release(self._tracker, self._tree, self._ledger, pid)
+        with self._cond:
+            self._exited = True
+            self._cond.notify_all()
+        if leader_known:
             try:
-                self._close_stdin_locked()
-            finally:
-                self._stdin_lock.release()
-        else:
-            log.warning("%s: stdin writer still blocked at exit", self._name)
-        for stream in (proc.stdout, proc.stderr if stderr_done else None):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        if stderr_done:
-            for fd in (self._wake_r, self._wake_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+                self._returncode = proc.wait()
+            except ChildProcessError:
+                self._returncode = None
+        log.debug("%s: pid %d exited: %s", self._name, pid, self._returncode)
+        try:
+            self._loop.call_soon(self._on_reaped)
+        except RuntimeError:  # the loop is closed: nothing reads the pipes any more
+            log.warning("%s: the pipe loop is closed; exit of pid %d not reported", self._name, pid)
+
+    def _on_reaped(self) -> None:
+        """Loop thread: the leader is reaped: drain the pipes (bounded), then report."""
+        self._reaped = True
+        for timer in (self._ladder_timer, self._eof_timer):
+            if timer is not None:
+                timer.cancel()
+        assert self._output is not None
+        self._output.exited()
+        self._try_finish()
+
+    def _try_finish(self) -> None:
+        """Loop thread: once both pipes ended and the leader is reaped, report the exit."""
+        output = self._output
+        if self._finished or not self._reaped or output is None or not output.done:
+            return
+        self._finished = True
+        output.cancel()
+        if self._stdin is not None:
+            self._stdin.abort()
+        proc = self._proc
+        assert proc is not None
         rc = self._returncode
         with self._cond:
             stopped = self._stopped_by_us
@@ -590,3 +572,16 @@ class ProviderProcess:
             log.exception("%s: on_exit callback failed", self._name)
         finally:
             self._done.set()
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it exits), or ``None`` where there are none."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError as exc:
+        log.debug("pidfd_open(%d) failed (%s); a thread waits for it", pid, exc)
+        return None
+    return fd

@@ -55,6 +55,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from corral.supervisor.process.kill import freeze_and_kill, reap_pid
 from corral.supervisor.process.procfs import (
@@ -65,9 +66,22 @@ from corral.supervisor.process.procfs import (
     session_members,
 )
 
-__all__ = ["TRACK_INTERVAL", "DescendantTracker", "ProcessTree", "default_tracker"]
+__all__ = [
+    "TRACK_INTERVAL",
+    "DescendantTracker",
+    "ProcessTree",
+    "SessionScan",
+    "default_tracker",
+]
 
 log = logging.getLogger("corral.process")
+
+
+class SessionScan(Protocol):
+    """A read of ``/proc`` taken earlier: who was in a session then."""
+
+    def session_members(self, sid: int) -> list[ProcStat]: ...
+
 
 #: Seconds between two refreshes of every provider's descendant snapshot.
 TRACK_INTERVAL = 0.5
@@ -286,7 +300,13 @@ class DescendantTracker:
             self._remember_orphans_locked(idents)
             self._wake.notify_all()
 
-    def kill_leftovers(self, tree: ProcessTree | None, pgid: int, name: str) -> int:
+    def kill_leftovers(
+        self,
+        tree: ProcessTree | None,
+        pgid: int,
+        name: str,
+        scan: SessionScan | None = None,
+    ) -> int:
         """SIGKILL what is left of a provider's tree after its leader exited; return how many.
 
         Runs while the leader's zombie pins its PID (= group and session id
@@ -294,12 +314,14 @@ class DescendantTracker:
         session and the tracked descendants, freeze and kill them (with
         whatever they started meanwhile).  Then wait (bounded) for them to
         die, reaping those that were reparented to us.  ``name`` labels the
-        log lines.
+        log lines.  ``scan``, if given, answers the first round's question
+        "who is in the session" (a scan of ``/proc`` taken after the exit,
+        shared by many exits); later rounds read ``/proc`` afresh.
         """
         killed: dict[int, int] = {}
         seen: set[tuple[int, int]] = set()
-        for _ in range(_KILL_ROUNDS):
-            targets = self._leftover_targets(tree, pgid)
+        for round_ in range(_KILL_ROUNDS):
+            targets = self._leftover_targets(tree, pgid, scan if round_ == 0 else None)
             if not targets:
                 break
             fresh = sorted(pid for pid, start in targets.items() if (pid, start) not in seen)
@@ -320,14 +342,17 @@ class DescendantTracker:
 
     # ---------------------------------------------------------- internals
 
-    def _leftover_targets(self, tree: ProcessTree | None, pgid: int) -> dict[int, int]:
+    def _leftover_targets(
+        self, tree: ProcessTree | None, pgid: int, scan: SessionScan | None
+    ) -> dict[int, int]:
         """Live processes of this tree, as pid -> start time (the leader left out)."""
         targets: dict[int, int] = {}
         if tree is not None:
             self.refresh(tree)
             self.claim_orphans(tree)
             targets.update(self.snapshot(tree))
-        for st in session_members(pgid):  # the group is part of the session
+        members = session_members(pgid) if scan is None else scan.session_members(pgid)
+        for st in members:  # the group is part of the session
             targets[st.pid] = st.start
         targets.pop(pgid, None)
         return targets

@@ -164,6 +164,7 @@ class Rig:
         self.sub = sub
         self.pinger = Pinger(daemon)
         self.idents: list[tuple[int, int]] = []  # (pid, start time) of every fake and helper
+        self.written = 0  # pids the fakes wrote, gone or not
 
     def start(self, behaviour: str) -> str:
         params = {"projectId": behaviour, "provider": "claude", "prompt": behaviour}
@@ -177,8 +178,9 @@ class Rig:
         poll(path.exists, timeout=10)
         found = []
         for pid in map(int, path.read_text().split()):
+            self.written += 1
             st = proc_stat(pid)
-            if st is not None:
+            if st is not None:  # not gone already (a fake that kills itself may be)
                 found.append((pid, st.start))
         self.idents.extend(found)
         return found
@@ -191,7 +193,7 @@ class Rig:
                     return False
             return True
 
-        assert self.idents, "no process was recorded"
+        assert self.written, "no process was recorded"
         poll(gone, timeout=timeout)
 
     def raw_rows(self, session_id: str) -> list[tuple[str, str]]:

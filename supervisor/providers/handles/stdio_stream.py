@@ -41,8 +41,6 @@ PROMPT_WRITE_TIMEOUT_S = 10.0
 REPLY_WRITE_TIMEOUT_S = 5.0
 BATCHES_IN_FLIGHT = 16  # credits: a hand-off takes one per started 64 KiB it carries
 CREDIT_BYTES = 64 * 1024
-CREDIT_POLL_S = 0.25
-CREDIT_WARN_S = 30.0
 
 
 class LineProtocol(Protocol):
@@ -131,7 +129,9 @@ class StdioStreamHandle:
         self._on_messages = request.on_messages
         self._on_exit = request.on_exit
         self._stopping = threading.Event()
-        self._credits = threading.Semaphore(BATCHES_IN_FLIGHT)
+        self._credit_lock = threading.Lock()
+        self._in_flight = 0  # credits of hand-offs not stored yet
+        self._reading_paused = False  # pipe loop only
         self._name = name
         self._guard = OutputGuard()
         self._process = ProviderProcess(
@@ -174,9 +174,9 @@ class StdioStreamHandle:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        # The ladder first: it bounds the stdin work below, which runs on its own
-        # thread because a write to a provider that stopped reading blocks (and
-        # holds the stdin lock) until the ladder's signals end the process.
+        self._process.call_soon(self._check_reading)  # a stopping process is not held back
+        # The ladder first: it bounds how long the provider may take. The interrupt
+        # lines are queued on stdin (never blocking this thread), then stdin is closed.
         self._process.terminate(
             (
                 (0, INTERRUPT_GRACE_S),
@@ -194,6 +194,7 @@ class StdioStreamHandle:
 
     def close(self) -> None:
         self._stopping.set()
+        self._process.call_soon(self._check_reading)  # a stopping process is not held back
         self._process.terminate(((0, CLOSE_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)))
         self._end_stdin([])
 
@@ -207,14 +208,9 @@ class StdioStreamHandle:
 
     def _end_stdin(self, last: list[bytes]) -> None:
         """Write ``last``, then close stdin, without blocking the caller."""
+        self._process.end_stdin(last)
 
-        def run() -> None:
-            self._write(last, None)
-            self._process.close_stdin()
-
-        threading.Thread(target=run, name=f"{self._name}-stdin-end", daemon=True).start()
-
-    # ------------------------------------------------------------ reader-thread callbacks
+    # ------------------------------------------------------------ pipe-loop callbacks
 
     def _lines(self, raws: list[bytes]) -> None:
         # One hand-off per read: a flood becomes a few large session steps
@@ -243,10 +239,38 @@ class StdioStreamHandle:
         self._hand_over(items)
 
     def _hand_over(self, items: list[Normalized], size: int = 0) -> None:
-        if items:
-            wanted = min(BATCHES_IN_FLIGHT, max(1, -(-size // CREDIT_BYTES)))
-            taken = self._take_credits(wanted)
-            self._on_messages(items, lambda: self._credits.release(taken) if taken else None)
+        """Flow control: at most BATCHES_IN_FLIGHT times 64 KiB of handed-over output
+        may await its commit (a hand-off counts a credit per started 64 KiB, at
+        least one). Past that, reading stops until commits give credits back:
+        the pipe fills and the provider blocks on its own output. A process
+        being stopped or closed is never held back (its session may be gone
+        and would not give credits back)."""
+        if not items:
+            return
+        taken = min(BATCHES_IN_FLIGHT, max(1, -(-size // CREDIT_BYTES)))
+        with self._credit_lock:
+            self._in_flight += taken
+        self._check_reading()
+        process = self._process
+
+        def stored() -> None:
+            with self._credit_lock:
+                self._in_flight -= taken
+            process.call_soon(self._check_reading)
+
+        self._on_messages(items, stored)
+
+    def _check_reading(self) -> None:
+        """Pipe loop: pause or resume reading stdout to match the credits in use."""
+        with self._credit_lock:
+            hold = self._in_flight >= BATCHES_IN_FLIGHT and not self._stopping.is_set()
+        if hold == self._reading_paused:
+            return
+        self._reading_paused = hold
+        if hold:
+            self._process.pause_reading()
+        else:
+            self._process.resume_reading()
 
     def _check_verdict(self) -> None:
         """The guard judged the output garbage: stop the process (once); the rest
@@ -255,28 +279,9 @@ class StdioStreamHandle:
             return
         log.warning("%s: %s; stopping it", self._name, self._guard.verdict)
         self._stopping.set()
+        self._process.call_soon(self._check_reading)  # a stopping process is not held back
         self._process.terminate(((signal.SIGTERM, SIGTERM_GRACE_S),))
         self._end_stdin([])
-
-    def _take_credits(self, wanted: int) -> int:
-        """Flow control: at most BATCHES_IN_FLIGHT times 64 KiB of handed-over output may
-        await its commit (a hand-off takes a credit per started 64 KiB, at most
-        all of them). Past that the reader waits, the pipe fills and the provider
-        blocks on its own output. A process being stopped or closed is never held
-        back (its session may be gone and would not give credits back). Returns
-        the credits taken, to be given back once the hand-off is stored."""
-        waited = 0.0
-        taken = 0
-        while taken < wanted:
-            if self._credits.acquire(timeout=CREDIT_POLL_S):
-                taken += 1
-                continue
-            if self._stopping.is_set():
-                break
-            waited += CREDIT_POLL_S
-            if waited == CREDIT_WARN_S:
-                log.warning("%s: output waits for the store (%.0fs)", self._name, waited)
-        return taken
 
     def _exited(self, report: ExitReport) -> None:
         # What was not stored is counted in one row, before the exit is reported.
