@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from corral.actors.ports import ExitReport
+from corral.supervisor.process.kill import open_pidfd
 from corral.supervisor.process.ladder import StopLadder
 from corral.supervisor.process.ledger import ProviderLedger, current_ledger
 from corral.supervisor.process.lines import DroppedLine
@@ -178,8 +179,7 @@ class ProviderProcess:
 
         Raises ``OSError`` (e.g. ``FileNotFoundError``, ``PermissionError``;
         ``TimeoutError`` if the spawner is stuck) if it cannot be spawned,
-        ``RuntimeError`` if its tracker or loop is closed; no callback is
-        called then.
+        ``RuntimeError`` if its tracker or loop is closed; no callback then.
         """
         if self._proc is not None:
             raise RuntimeError(f"{self._name}: already started")
@@ -213,13 +213,14 @@ class ProviderProcess:
             )
             if proc.stdin is not None:
                 self._stdin = StdinWriter(proc.stdin, self._loop, self._name)
-            pidfd = _open_pidfd(proc.pid)
+            pidfd = open_pidfd(proc.pid)
             self._pidfd = pidfd
-            self._loop.call_soon(self._register)
-            if pidfd is None:
+            self._tree.exit_watched = pidfd is not None
+            if pidfd is None:  # before the pipes are watched: a failure closes them here
                 threading.Thread(
                     target=self._wait_main, name=f"{self._name}-wait", daemon=True
                 ).start()
+            self._loop.call_soon(self._register)
         except BaseException:
             # Out of threads, or the loop is closed: leave no unsupervised child behind.
             with contextlib.suppress(OSError):
@@ -310,10 +311,13 @@ class ProviderProcess:
 
     def end_stdin(self, last: Sequence[bytes]) -> None:
         """Write ``last``, then close stdin, without blocking the caller."""
+        stdin = self._stdin
+        if stdin is None:
+            return
         for line in last:
-            if not self.write(line, 0.0) and self._stdin is not None and self._stdin.closed:
-                return
-        self.close_stdin()
+            if not stdin.send(line):
+                break
+        stdin.close()
 
     # ---------------------------------------------------------------- signals
 
@@ -344,7 +348,7 @@ class ProviderProcess:
     ) -> None:
         """Stop the process group, without blocking.
 
-        On the loop: for each ``(sig, grace)`` send ``sig`` to the group
+        In the background: for each ``(sig, grace)`` send ``sig`` to the group
         (followed by SIGCONT, so a stopped group can act on it) and wait up
         to ``grace`` seconds for the leader to exit; then wait ``kill_after``
         more seconds and SIGKILL the group.  Callable from any thread at any
@@ -362,16 +366,16 @@ class ProviderProcess:
                     return
             else:
                 self._ladder = StopLadder(ladder, kill_after, now)
-        try:
-            self._loop.run(self._ladder_step)
-        except RuntimeError:  # the loop is closed (the daemon is going): kill now
-            self.send_signal(signal.SIGKILL)
+        self._ladder_step()
 
     def _ladder_step(self) -> None:
-        """Loop thread: send what the ladder has due, then sleep until its next step."""
-        if self._ladder_timer is not None:
-            self._ladder_timer.cancel()
-            self._ladder_timer = None
+        """Send what the ladder has due, on a reaper thread: it refreshes the
+        descendant snapshot first, which waits for the tracker's lock (the
+        loop must not)."""
+        self._reaper.submit(self._ladder_send)
+
+    def _ladder_send(self, _scan: ProcScan) -> None:
+        """Reaper thread: send every signal due, then arm the loop's timer for the next."""
         with self._cond:
             ladder = self._ladder
             if ladder is None or self._exited:
@@ -392,7 +396,15 @@ class ProviderProcess:
                 sig = ladder.due(time.monotonic())
             wake = ladder.wake_at()
         if math.isfinite(wake):
-            self._ladder_timer = self._loop.call_at(wake, self._ladder_step)
+            self.call_soon(lambda: self._arm_ladder(wake))
+
+    def _arm_ladder(self, wake: float) -> None:
+        """Loop thread: run the ladder's next step at ``wake`` (one timer at a time)."""
+        if self._reaped:
+            return
+        if self._ladder_timer is not None:
+            self._ladder_timer.cancel()
+        self._ladder_timer = self._loop.call_at(wake, self._ladder_step)
 
     def _refresh_tree(self) -> None:
         """Refresh the descendant snapshot now (before a signal may kill the leader)."""
@@ -423,19 +435,15 @@ class ProviderProcess:
     def pause_reading(self) -> None:
         """Stop reading stdout until :meth:`resume_reading` (flow control: the
         pipe fills and the provider blocks on its own output).  Thread-safe."""
-        self.call_soon(self._pause)
+        output = self._output
+        if output is not None:
+            self.call_soon(output.pause)
 
     def resume_reading(self) -> None:
         """Read stdout again after :meth:`pause_reading`.  Thread-safe."""
-        self.call_soon(self._resume)
-
-    def _pause(self) -> None:
-        if self._output is not None:
-            self._output.pause()
-
-    def _resume(self) -> None:
-        if self._output is not None:
-            self._output.resume()
+        output = self._output
+        if output is not None:
+            self.call_soon(output.resume)
 
     def _deliver(self, lines: list[bytes]) -> None:
         try:
@@ -487,6 +495,8 @@ class ProviderProcess:
         if fd is None:
             return
         self._pidfd = None
+        if self._tree is not None:
+            self._tree.exited = True  # the tracker's resting cycles trust this
         self._loop.forget(fd)
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -505,11 +515,29 @@ class ProviderProcess:
         proc = self._proc
         assert proc is not None
         pid = proc.pid
+        try:
+            self._kill_and_reap(proc, scan)
+        except Exception:
+            log.exception("%s: handling the exit of pid %d failed", self._name, pid)
+        finally:
+            with self._cond:
+                self._exited = True  # (already, unless handling it failed)
+                self._cond.notify_all()
+            try:
+                self._loop.call_soon(self._on_reaped)
+            except RuntimeError:  # the loop is closed: nothing reads the pipes any more
+                log.warning("%s: the pipe loop is closed; exit of %d not reported", self._name, pid)
+
+    def _kill_and_reap(self, proc: subprocess.Popen[bytes], scan: ProcScan) -> None:
+        pid = proc.pid
         leader_known = True
         try:
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             leader_known = False  # reaped elsewhere (or SIGCHLD ignored): the status is lost
+        except OSError as exc:
+            log.error("%s: waitid(%d) failed: %s", self._name, pid, exc)
+            leader_known = False
         try:
             self._leftover_killed = self._tracker.kill_leftovers(
                 self._tree, self._pgid, self._name, scan
@@ -527,10 +555,6 @@ class ProviderProcess:
             except ChildProcessError:
                 self._returncode = None
         log.debug("%s: pid %d exited: %s", self._name, pid, self._returncode)
-        try:
-            self._loop.call_soon(self._on_reaped)
-        except RuntimeError:  # the loop is closed: nothing reads the pipes any more
-            log.warning("%s: the pipe loop is closed; exit of pid %d not reported", self._name, pid)
 
     def _on_reaped(self) -> None:
         """Loop thread: the leader is reaped: drain the pipes (bounded), then report."""
@@ -572,16 +596,3 @@ class ProviderProcess:
             log.exception("%s: on_exit callback failed", self._name)
         finally:
             self._done.set()
-
-
-def _open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` (readable once it exits), or ``None`` where there are none."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        fd: int = opener(pid)
-    except OSError as exc:
-        log.debug("pidfd_open(%d) failed (%s); a thread waits for it", pid, exc)
-        return None
-    return fd

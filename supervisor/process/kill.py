@@ -14,13 +14,16 @@ daemon).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Mapping
 
 from corral.supervisor.process.procfs import children_of, proc_stat
 
-__all__ = ["MAX_PINNED", "Pinned", "freeze_and_kill", "pin_process", "reap_pid"]
+__all__ = ["MAX_PINNED", "Pinned", "freeze_and_kill", "open_pidfd", "pin_process", "reap_pid"]
+
+log = logging.getLogger("corral.process")
 
 #: At most this many processes are frozen and killed by one :func:`freeze_and_kill`.
 MAX_PINNED = 4096
@@ -134,3 +137,16 @@ def reap_pid(pid: int) -> bool:
     except OSError:
         return False
     return done == pid
+
+
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it exits), or ``None`` where there are none."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError as exc:
+        log.debug("pidfd_open(%d) failed: %s", pid, exc)
+        return None
+    return fd

@@ -94,8 +94,8 @@ class PipeLoop:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self._name} is closed")
-            self._calls.append(fn)
             self._ensure_thread_locked()
+            self._calls.append(fn)
             if not self._woken:
                 self._woken = True
                 # Under the lock: close() cannot release the pipe meanwhile.
@@ -179,16 +179,17 @@ class PipeLoop:
         if not events:
             self.forget(fd)
             return
-        self._handlers[fd] = (reader, writer)
         if known:
             self._selector.modify(fd, events, None)
         else:
             self._selector.register(fd, events, None)
+        self._handlers[fd] = (reader, writer)  # only once the selector took it
 
     def _ensure_thread_locked(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+            thread.start()  # RuntimeError if no thread can start: the next call tries again
+            self._thread = thread
 
     def _main(self) -> None:
         try:
@@ -196,7 +197,11 @@ class PipeLoop:
                 with self._lock:
                     if self._closed:
                         break
-                self._run_once()
+                try:
+                    self._run_once()
+                except Exception:  # the selector itself failed: never let the loop die
+                    log.exception("%s: the selector failed", self._name)
+                    time.sleep(0.1)
         finally:
             self._release()
 

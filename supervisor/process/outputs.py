@@ -88,6 +88,7 @@ class ProviderOutput:
         self._stdout = _Pipe(stdout, "stdout")
         self._stderr = _Pipe(stderr, "stderr")
         self._paused = False
+        self._resumed_at = 0.0
         self._exited_at: float | None = None
         self._drain_timer: Timer | None = None
 
@@ -136,8 +137,12 @@ class ProviderOutput:
             return
         self._paused = False
         if self._stdout.open:
-            self._stdout.last_read = time.monotonic()  # the drain's idle time starts now
+            now = time.monotonic()
+            self._stdout.last_read = now  # the drain's idle time starts now
+            self._resumed_at = now  # and so does its hard cap, for stdout
             self._loop.add_reader(self._stdout.fd, self._read_stdout)
+            if self._exited_at is not None:
+                self._drain_check()
 
     def exited(self) -> None:
         """The leader is reaped: read on while the pipes are busy, then give up (bounded)."""
@@ -219,19 +224,22 @@ class ProviderOutput:
 
     def _drain_check(self) -> None:
         """Give up on pipes that idle (or outlast the hard cap) after the exit."""
-        self._drain_timer = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
         if self._exited_at is None or self.done:
             return
         now = time.monotonic()
-        hard = self._exited_at + DRAIN_HARD_CAP
         wake = math.inf
         for pipe in (self._stdout, self._stderr):
             if not pipe.open:
                 continue
             if pipe is self._stdout and self._paused:
-                wake = min(wake, now + self._drain_timeout)  # held back by us, not idle
-                continue
-            deadline = min(pipe.last_read + self._drain_timeout, hard)
+                continue  # held back by its reader, not idle: resume() checks again
+            since = self._exited_at
+            if pipe is self._stdout:
+                since = max(since, self._resumed_at)
+            deadline = min(pipe.last_read + self._drain_timeout, since + DRAIN_HARD_CAP)
             if now < deadline:
                 wake = min(wake, deadline)
                 continue

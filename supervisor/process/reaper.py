@@ -6,14 +6,16 @@ still pins its PID, and then it is reaped (see
 That walks ``/proc`` and may wait for processes to die, so it never runs on
 the :class:`~corral.supervisor.process.loop.PipeLoop`: the loop hands each
 exit here.  A few worker threads (``corral-reaper-N``, at most
-``MAX_WORKERS``, started on demand) take the exits queued so far as
-*batches* of up to ``BATCH_MAX``, and every exit of a batch shares one scan of ``/proc``
+``MAX_WORKERS``, started on demand) take the exits queued so far in
+*batches* (a fair share of the queue, at most ``BATCH_MAX``), and every exit
+of a batch shares one scan of ``/proc``
 (:class:`ProcScan`): when a thousand providers end at once (a daemon
 shutdown), ``/proc`` is read a few times, not a thousand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import defaultdict, deque
@@ -80,6 +82,8 @@ class Reaper:
         job(ProcScan())
 
     def _wake_locked(self) -> None:
+        """Wake an idle worker, or start one (``RuntimeError`` if no thread can start)."""
+        self._workers = [t for t in self._workers if t.is_alive()]
         if self._idle:
             self._cond.notify()
         elif len(self._workers) < self._max:
@@ -104,9 +108,12 @@ class Reaper:
                     self._idle += 1
                     self._cond.wait()
                     self._idle -= 1
-                batch = [self._jobs.popleft() for _ in range(min(BATCH_MAX, len(self._jobs)))]
+                # A fair share, so the other workers run exits beside this one.
+                share = min(BATCH_MAX, -(-len(self._jobs) // self._max))
+                batch = [self._jobs.popleft() for _ in range(share)]
                 if self._jobs:
-                    self._wake_locked()
+                    with contextlib.suppress(RuntimeError):  # out of threads: this one goes on
+                        self._wake_locked()
             scan = ProcScan()
             for job in batch:
                 try:

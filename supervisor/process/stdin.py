@@ -60,10 +60,19 @@ class StdinWriter:
 
         Off the loop: waits until all of ``data`` is in the pipe, at most
         ``timeout`` seconds (``None``: until the child reads it or is gone).
-        After a timeout the rest stays queued; the caller should treat the
-        child as unusable.  On the loop: queues what does not fit and
-        returns at once.  Never raises.
+        After a timeout what is still queued is dropped and stdin is closed:
+        a child that stops reading is unusable, and must not get the rest of
+        a prompt its caller was told failed.  On the loop: as :meth:`send`.
+        Never raises.
         """
+        return self._put(data, timeout, wait=not self._loop.on_loop())
+
+    def send(self, data: bytes) -> bool:
+        """Queue ``data`` after what was written before, without waiting for
+        the child to read it; ``False`` if stdin is closed or the queue full."""
+        return self._put(data, None, wait=False)
+
+    def _put(self, data: bytes, timeout: float | None, *, wait: bool) -> bool:
         view = memoryview(data)
         with self._cond:
             if self._fd is None or self._closing:
@@ -90,7 +99,7 @@ class StdinWriter:
             except RuntimeError:  # the loop is closed: nobody would write the rest
                 self.abort()
                 return False
-        if self._loop.on_loop():
+        if not wait:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -98,9 +107,15 @@ class StdinWriter:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     log.warning("%s: stdin full for %.1fs; giving up a write", self._name, timeout)
-                    return False
+                    self._queue.clear()  # the loop closes it (it may be watching it)
+                    self._queued = 0
+                    self._closing = True
+                    break
                 self._cond.wait(left)
-            return self._written >= target
+            else:
+                return self._written >= target
+        self.abort()
+        return False
 
     def close(self) -> None:
         """Close once everything queued is written (at once if nothing is).  Idempotent."""

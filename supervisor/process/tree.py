@@ -86,10 +86,14 @@ class SessionScan(Protocol):
 #: Seconds between two refreshes of every provider's descendant snapshot.
 TRACK_INTERVAL = 0.5
 #: A tree whose walks keep finding the same descendants is walked only every
-#: (1 + this) cycles (2 s); its leader is still checked every cycle, and a stop
+#: (1 + this) cycles (2 s); its leader is still checked every cycle (by
+#: reading /proc, unless its exit is watched through a pidfd), and a stop
 #: walks it afresh. Idle providers are most of them: this is most of the
 #: tracker's cost with many sessions.
 QUIET_WALKS = 3
+#: With many providers, quiet trees rest longer: at most about this many of
+#: them are walked per cycle (1,000 idle providers: each every 10 s).
+QUIET_WALKS_PER_CYCLE = 50
 # At most this many descendants are remembered per provider (and as orphans).
 _MAX_TRACKED = 4096
 # How many rounds of "find what is left, freeze it, SIGKILL it" after the
@@ -118,6 +122,10 @@ class ProcessTree:
     # how many more cycles skip the walk (the leader is still checked).
     quiet: int = 0
     rest: int = 0
+    # Its process watches the leader's exit (a pidfd) and sets ``exited`` at
+    # once: resting cycles trust that instead of reading /proc.
+    exit_watched: bool = False
+    exited: bool = False
 
 
 class DescendantTracker:
@@ -428,17 +436,22 @@ class DescendantTracker:
             if not subreaper:
                 self._strays = False
                 self._unclaimed.clear()
+            # Quiet trees share a budget of walks per cycle, so idle cost stays flat.
+            spread = max(QUIET_WALKS, -(-len(self._trees) // QUIET_WALKS_PER_CYCLE))
             for tree in list(self._trees.values()):
                 if tree.rest > 0:
                     tree.rest -= 1
-                    leader = proc_stat(tree.leader)
-                    leader_alive = leader is not None and not leader.dead
+                    if tree.exit_watched:
+                        leader_alive = not tree.exited
+                    else:
+                        leader = proc_stat(tree.leader)
+                        leader_alive = leader is not None and not leader.dead
                 else:
                     seen = (tree.known, tree.sessions)  # the walk replaces both
                     leader_alive = self._refresh_locked(tree, me, subreaper)
                     same = seen == (tree.known, tree.sessions)
                     tree.quiet = min(tree.quiet + 1, QUIET_WALKS) if same else 0
-                    tree.rest = tree.quiet
+                    tree.rest = tree.quiet if tree.quiet < QUIET_WALKS else spread
                 if before is not None and leader_alive:
                     tree.children_before = before
             for pid, start in list(self._orphans.items()):
