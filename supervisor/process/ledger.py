@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,6 +59,11 @@ log = logging.getLogger("corral.process")
 LEDGER_NAME = "providers.json"
 #: Seconds between two looks at the providers' descendants.
 LEDGER_INTERVAL = 1.0
+#: Past this many live providers the descendants are asked for less often
+#: (1,000: every 4 s), so the cost per second stays flat.
+SCALE_LIVE = 250
+#: Removals this close together are written together (see ProviderLedger.remove).
+REMOVE_COALESCE_S = 0.2
 #: At most this many descendants are recorded per provider.
 MAX_DESCENDANTS = 1024
 _FORMAT = 1
@@ -168,8 +175,10 @@ class _Live:
 class ProviderLedger:
     """The live providers of this process, kept in ``path`` (see the module docstring).
 
-    Thread-safe.  :meth:`add` and :meth:`remove` write the file before they
-    return; :meth:`close` ends the thread (the file stays as it is).
+    Thread-safe.  :meth:`add` writes the file before it returns, and so does
+    :meth:`remove` unless removals come in a burst (then they are written
+    together, see there); :meth:`close` writes what is pending and ends the
+    thread (the file stays as it is).
     """
 
     def __init__(self, path: Path, interval: float = LEDGER_INTERVAL) -> None:
@@ -180,6 +189,8 @@ class ProviderLedger:
         self._live: dict[int, _Live] = {}
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._dirty = False  # removals not written yet
+        self._removed_at = -math.inf  # when a removal was last written
 
     def add(
         self,
@@ -213,10 +224,24 @@ class ProviderLedger:
             self._wake.notify_all()
 
     def remove(self, pid: int) -> None:
-        """Forget the provider ``pid`` (it was reaped); nothing if it is not recorded."""
+        """Forget the provider ``pid`` (it was reaped); nothing if it is not recorded.
+
+        Written at once, unless another removal was written less than
+        ``REMOVE_COALESCE_S`` ago (many providers ending together, a daemon
+        shutdown): then the ledger thread writes them together within that
+        time (an entry left a moment too long only makes the next start's
+        sweep look at a process that is gone).
+        """
         with self._lock:
-            if self._live.pop(pid, None) is not None:
-                self._write_locked()
+            if self._live.pop(pid, None) is None:
+                return
+            now = time.monotonic()
+            if self._thread is not None and now - self._removed_at < REMOVE_COALESCE_S:
+                self._dirty = True
+                self._wake.notify_all()
+                return
+            self._removed_at = now
+            self._write_locked()
 
     def entries(self) -> list[LedgerEntry]:
         """What is recorded now."""
@@ -251,12 +276,15 @@ class ProviderLedger:
         """End the thread; idempotent.  :meth:`add` and :meth:`remove` still write."""
         with self._lock:
             self._closed = True
+            if self._dirty:
+                self._write_locked()
             self._wake.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def _write_locked(self) -> None:
+        self._dirty = False
         try:
             write_ledger(self.path, [live.entry for live in self._live.values()])
         except OSError as exc:
@@ -265,11 +293,27 @@ class ProviderLedger:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and not self._live:
+                while not self._closed and not self._live and not self._dirty:
                     self._wake.wait()
                 if self._closed:
                     return
-                self._wake.wait(self.interval)
+                # Past SCALE_LIVE providers, refreshes come less often, in proportion;
+                # an add() does not bring the next one forward.
+                deadline = time.monotonic() + self.interval * max(1.0, len(self._live) / SCALE_LIVE)
+                while not (self._dirty or self._closed):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
+                # Removals: written together, REMOVE_COALESCE_S after the last write.
+                while self._dirty and not self._closed:
+                    left = self._removed_at + REMOVE_COALESCE_S - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
+                if self._dirty:
+                    self._removed_at = time.monotonic()
+                    self._write_locked()
                 if self._closed:
                     return
             try:

@@ -50,6 +50,7 @@ two refreshes escape.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -91,9 +92,11 @@ TRACK_INTERVAL = 0.5
 #: walks it afresh. Idle providers are most of them: this is most of the
 #: tracker's cost with many sessions.
 QUIET_WALKS = 3
-#: With many providers, quiet trees rest longer: at most about this many of
-#: them are walked per cycle (1,000 idle providers: each every 10 s).
-QUIET_WALKS_PER_CYCLE = 50
+#: With many providers, quiet trees rest longer: about this many of them are
+#: walked per ``interval`` (1,000 idle providers: each every 25 s).
+QUIET_WALKS_PER_CYCLE = 20
+#: Past this many providers, cycles come less often, in proportion (1,000: every 2 s).
+SCALE_TREES = 250
 # At most this many descendants are remembered per provider (and as orphans).
 _MAX_TRACKED = 4096
 # How many rounds of "find what is left, freeze it, SIGKILL it" after the
@@ -425,7 +428,9 @@ class DescendantTracker:
                 self._cycle()
             except Exception:
                 log.exception("descendant tracker: refresh failed")
-            if self._stop.wait(self.interval):
+            with self._lock:
+                pause = self.interval * max(1.0, len(self._trees) / SCALE_TREES)
+            if self._stop.wait(pause):
                 return
 
     def _cycle(self) -> None:
@@ -437,7 +442,9 @@ class DescendantTracker:
                 self._strays = False
                 self._unclaimed.clear()
             # Quiet trees share a budget of walks per cycle, so idle cost stays flat.
-            spread = max(QUIET_WALKS, -(-len(self._trees) // QUIET_WALKS_PER_CYCLE))
+            n = len(self._trees)
+            walks = QUIET_WALKS_PER_CYCLE * max(1.0, n / SCALE_TREES)  # per second: the same
+            spread = max(QUIET_WALKS, math.ceil(n / walks))
             for tree in list(self._trees.values()):
                 if tree.rest > 0:
                     tree.rest -= 1

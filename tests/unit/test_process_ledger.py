@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from corral.supervisor.process.ledger import (
+    REMOVE_COALESCE_S,
     LedgerEntry,
     ProviderLedger,
     read_ledger,
@@ -115,6 +116,30 @@ def test_entries_round_trip_atomically(tmp_path: Path) -> None:
     raw = orjson.loads(path.read_bytes())
     assert raw["pid"] == os.getpid()
     assert raw["providers"][0]["sid"] == 200
+
+
+def test_a_burst_of_removals_is_written_together_and_close_writes_what_is_pending(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "providers.json"
+    ledger = ProviderLedger(path, interval=30.0)  # its thread flushes; no refresh meanwhile
+    try:
+        for pid in range(1000, 1300):
+            ledger.add(pid, 1, name=f"mock:s{pid}", descendants=dict)
+        assert len(read_ledger(path)) == 300
+        ledger.remove(1000)
+        assert len(read_ledger(path)) == 299  # a lone removal: written at once
+        for pid in range(1001, 1300):
+            ledger.remove(pid)
+        assert ledger.entries() == []
+        assert wait_until(lambda: read_ledger(path) == [], 10 * REMOVE_COALESCE_S + 2.0)
+        ledger.add(5000, 1, name="mock:a", descendants=dict)
+        ledger.add(5001, 1, name="mock:b", descendants=dict)
+        ledger.remove(5000)
+        ledger.remove(5001)  # right after the previous one: pending
+    finally:
+        ledger.close()
+    assert read_ledger(path) == []  # close wrote it
 
 
 def test_a_damaged_ledger_reads_as_empty_and_bad_entries_are_left_out(tmp_path: Path) -> None:
