@@ -228,10 +228,9 @@ class ProviderProcess:
             with contextlib.suppress(Exception):
                 proc.wait(1.0)
             release(self._tracker, self._tree, self._ledger, proc.pid)
-            for fd in (pidfd,):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+            if pidfd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(pidfd)
             for pipe in (proc.stdin, proc.stdout, proc.stderr):
                 if pipe is not None:
                     with contextlib.suppress(OSError):

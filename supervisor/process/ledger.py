@@ -290,6 +290,14 @@ class ProviderLedger:
         except OSError as exc:
             log.warning("provider ledger %s: cannot write it: %s", self.path, exc)
 
+    def _wait_locked(self, deadline: float, unless: Callable[[], bool]) -> None:
+        """Wait until ``deadline``, or until :meth:`close` or ``unless()``; hold ``_lock``."""
+        while not (self._closed or unless()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+
     def _run(self) -> None:
         while True:
             with self._lock:
@@ -299,18 +307,11 @@ class ProviderLedger:
                     return
                 # Past SCALE_LIVE providers, refreshes come less often, in proportion;
                 # an add() does not bring the next one forward.
-                deadline = time.monotonic() + self.interval * max(1.0, len(self._live) / SCALE_LIVE)
-                while not (self._dirty or self._closed):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wake.wait(left)
+                pause = self.interval * max(1.0, len(self._live) / SCALE_LIVE)
+                self._wait_locked(time.monotonic() + pause, lambda: self._dirty)
                 # Removals: written together, REMOVE_COALESCE_S after the last write.
-                while self._dirty and not self._closed:
-                    left = self._removed_at + REMOVE_COALESCE_S - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wake.wait(left)
+                if self._dirty:
+                    self._wait_locked(self._removed_at + REMOVE_COALESCE_S, lambda: False)
                 if self._dirty:
                     self._removed_at = time.monotonic()
                     self._write_locked()

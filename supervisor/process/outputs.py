@@ -35,14 +35,15 @@ DRAIN_HARD_CAP = 30.0
 
 
 class _Pipe:
-    """One output pipe being read (loop thread only)."""
+    """One output pipe being read, and where its data goes (loop thread only)."""
 
-    __slots__ = ("fd", "file", "last_read", "open", "what")
+    __slots__ = ("fd", "file", "last_read", "open", "sink", "what")
 
-    def __init__(self, file: IO[bytes], what: str) -> None:
+    def __init__(self, file: IO[bytes], what: str, sink: Callable[[bytes], None]) -> None:
         self.file = file
         self.fd = file.fileno()
         self.what = what
+        self.sink = sink
         self.open = True
         self.last_read = 0.0
 
@@ -85,8 +86,8 @@ class ProviderOutput:
         self._stderr_lock = threading.Lock()
         self._stderr_buf = bytearray()
         # Loop thread only:
-        self._stdout = _Pipe(stdout, "stdout")
-        self._stderr = _Pipe(stderr, "stderr")
+        self._stdout = _Pipe(stdout, "stdout", self._split)
+        self._stderr = _Pipe(stderr, "stderr", self._keep_tail)
         self._paused = False
         self._resumed_at = 0.0
         self._exited_at: float | None = None
@@ -108,20 +109,13 @@ class ProviderOutput:
         """Both pipes ended or were given up (loop thread)."""
         return not (self._stdout.open or self._stderr.open)
 
-    def close_unwatched(self) -> None:
-        """Close both pipes; only before :meth:`register` (a start that failed)."""
-        for pipe in (self._stdout, self._stderr):
-            pipe.open = False
-            with contextlib.suppress(OSError):
-                pipe.file.close()
-
     # ------------------------------------------------------------ loop thread
 
     def register(self) -> None:
         """Start watching both pipes."""
         if not self._paused:
-            self._loop.add_reader(self._stdout.fd, self._read_stdout)
-        self._loop.add_reader(self._stderr.fd, self._read_stderr)
+            self._watch(self._stdout)
+        self._watch(self._stderr)
 
     def pause(self) -> None:
         """Stop reading stdout until :meth:`resume`."""
@@ -140,7 +134,7 @@ class ProviderOutput:
             now = time.monotonic()
             self._stdout.last_read = now  # the drain's idle time starts now
             self._resumed_at = now  # and so does its hard cap, for stdout
-            self._loop.add_reader(self._stdout.fd, self._read_stdout)
+            self._watch(self._stdout)
             if self._exited_at is not None:
                 self._drain_check()
 
@@ -159,35 +153,29 @@ class ProviderOutput:
 
     # ------------------------------------------------------------ internals
 
-    def _read(self, pipe: _Pipe) -> bytes | None:
-        """One read; ``None`` if nothing was there, ``b""`` at the end."""
+    def _watch(self, pipe: _Pipe) -> None:
+        self._loop.add_reader(pipe.fd, lambda: self._on_readable(pipe))
+
+    def _on_readable(self, pipe: _Pipe) -> None:
+        """One read of ``pipe`` into its sink; its end (or a failed read) ends it."""
         try:
             data = os.read(pipe.fd, _CHUNK)
         except BlockingIOError:
-            return None
+            return
         except OSError as exc:
             log.warning("%s: reading %s failed: %s", self._name, pipe.what, exc)
-            return b""
-        if data and self._exited_at is not None:
-            pipe.last_read = time.monotonic()
-        return data
-
-    def _read_stdout(self) -> None:
-        data = self._read(self._stdout)
-        if data is None:
-            return
+            data = b""
         if not data:
-            self._end(self._stdout)
+            self._end(pipe)
             return
+        if self._exited_at is not None:
+            pipe.last_read = time.monotonic()
+        pipe.sink(data)
+
+    def _split(self, data: bytes) -> None:
         self._hand_on(self._splitter.feed(data))
 
-    def _read_stderr(self) -> None:
-        data = self._read(self._stderr)
-        if data is None:
-            return
-        if not data:
-            self._end(self._stderr)
-            return
+    def _keep_tail(self, data: bytes) -> None:
         with self._stderr_lock:
             buf = self._stderr_buf
             buf += data

@@ -131,7 +131,6 @@ class StdioStreamHandle:
         self._stopping = threading.Event()
         self._credit_lock = threading.Lock()
         self._in_flight = 0  # credits of hand-offs not stored yet
-        self._reading_paused = False  # pipe loop only
         self._name = name
         self._guard = OutputGuard()
         self._process = ProviderProcess(
@@ -173,8 +172,7 @@ class StdioStreamHandle:
     def stop_turn(self) -> None:
         if self._stopping.is_set():
             return
-        self._stopping.set()
-        self._process.call_soon(self._check_reading)  # a stopping process is not held back
+        self._begin_stopping()
         # The ladder first: it bounds how long the provider may take. The interrupt
         # lines are queued on stdin (never blocking this thread), then stdin is closed.
         self._process.terminate(
@@ -184,7 +182,7 @@ class StdioStreamHandle:
                 (signal.SIGTERM, SIGTERM_GRACE_S),
             )
         )
-        self._end_stdin(self._protocol.interrupt())
+        self._process.end_stdin(self._protocol.interrupt())
 
     def answer(self, request: dict[str, Any], decision: ApprovalDecision) -> bool:
         """Write the answer to a permission prompt now (bounded), whatever the
@@ -193,10 +191,9 @@ class StdioStreamHandle:
         return bool(lines) and self._write(lines, PROMPT_WRITE_TIMEOUT_S)
 
     def close(self) -> None:
-        self._stopping.set()
-        self._process.call_soon(self._check_reading)  # a stopping process is not held back
+        self._begin_stopping()
         self._process.terminate(((0, CLOSE_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)))
-        self._end_stdin([])
+        self._process.end_stdin([])
 
     def wait_exit(self, timeout: float) -> bool:
         return self._process.wait(timeout) is not None
@@ -206,9 +203,11 @@ class StdioStreamHandle:
     def _write(self, lines: list[bytes], timeout: float | None) -> bool:
         return all(self._process.write(line, timeout) for line in lines)
 
-    def _end_stdin(self, last: list[bytes]) -> None:
-        """Write ``last``, then close stdin, without blocking the caller."""
-        self._process.end_stdin(last)
+    def _begin_stopping(self) -> None:
+        """From now on the process is being stopped: never hold its output back
+        (its session may be gone and would not give credits back)."""
+        self._stopping.set()
+        self._process.call_soon(self._check_reading)
 
     # ------------------------------------------------------------ pipe-loop callbacks
 
@@ -264,10 +263,7 @@ class StdioStreamHandle:
         """Pipe loop: pause or resume reading stdout to match the credits in use."""
         with self._credit_lock:
             hold = self._in_flight >= BATCHES_IN_FLIGHT and not self._stopping.is_set()
-        if hold == self._reading_paused:
-            return
-        self._reading_paused = hold
-        if hold:
+        if hold:  # both idempotent
             self._process.pause_reading()
         else:
             self._process.resume_reading()
@@ -278,10 +274,9 @@ class StdioStreamHandle:
         if self._guard.verdict is None or self._stopping.is_set():
             return
         log.warning("%s: %s; stopping it", self._name, self._guard.verdict)
-        self._stopping.set()
-        self._process.call_soon(self._check_reading)  # a stopping process is not held back
+        self._begin_stopping()
         self._process.terminate(((signal.SIGTERM, SIGTERM_GRACE_S),))
-        self._end_stdin([])
+        self._process.end_stdin([])
 
     def _exited(self, report: ExitReport) -> None:
         # What was not stored is counted in one row, before the exit is reported.
