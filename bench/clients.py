@@ -182,20 +182,9 @@ class WorkerPool:
         window: int = 32,
     ) -> float:
         """Calls per second of ``clients`` processes, each keeping ``window`` in flight."""
-        procs = self.procs[:clients]
-        self._ask(
-            procs,
-            {
-                "op": "prepare",
-                "endpoint": endpoint,
-                "framing": framing,
-                "request": request,
-                "mode": "pipe",
-                "n": calls_each,
-                "window": window,
-            },
+        answers = self._prepare_and_go(
+            clients, endpoint, framing, request, mode="pipe", n=calls_each, window=window
         )
-        answers = self._ask(procs, {"op": "go"})
         start = min(a["start"] for a in answers)
         end = max(a["end"] for a in answers)
         total = sum(a["calls"] for a in answers)
@@ -205,21 +194,21 @@ class WorkerPool:
         self, endpoint: str, framing: str, request: dict[str, Any], n: int, budget_s: float
     ) -> list[float]:
         """Round-trip times (seconds) of one client calling one at a time."""
-        procs = self.procs[:1]
-        self._ask(
-            procs,
-            {
-                "op": "prepare",
-                "endpoint": endpoint,
-                "framing": framing,
-                "request": request,
-                "mode": "seq",
-                "n": n,
-                "budget": budget_s,
-            },
+        answers = self._prepare_and_go(
+            1, endpoint, framing, request, mode="seq", n=n, budget=budget_s
         )
-        latencies: list[float] = self._ask(procs, {"op": "go"})[0]["latencies"]
+        latencies: list[float] = answers[0]["latencies"]
         return latencies
+
+    def _prepare_and_go(
+        self, clients: int, endpoint: str, framing: str, request: dict[str, Any], **mode: Any
+    ) -> list[dict[str, Any]]:
+        """Hand the first ``clients`` processes their calls (``mode``: how), then
+        start them all at once; their answers."""
+        procs = self.procs[:clients]
+        prepare = {"op": "prepare", "endpoint": endpoint, "framing": framing, "request": request}
+        self._ask(procs, {**prepare, **mode})
+        return self._ask(procs, {"op": "go"})
 
     def close(self) -> None:
         for p in self.procs:
