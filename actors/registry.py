@@ -30,9 +30,10 @@ from typing import Any
 import apsw
 import pykka
 
-from corral.actors import db, fd_budget, oplog, reader
+from corral.actors import db, fd_budget, oplog
 from corral.actors import options as start_options
 from corral.actors import settings as settings_mod
+from corral.actors.board import SessionBoard
 from corral.actors.conflicts import ConflictIndex
 from corral.actors.error_class import classify
 from corral.actors.health import HealthState, HealthThrottle
@@ -53,10 +54,11 @@ from corral.actors.messages import (
 )
 from corral.actors.notifications import Notifications
 from corral.actors.ports import Outbox, ProviderCatalog, ReplyTo, run_and_answer
-from corral.actors.reader import Query, ReaderPool
+from corral.actors.reader import ReaderPool
 from corral.actors.record import SessionRecord
 from corral.actors.registry_health import SupervisionRequests
 from corral.actors.registry_info import InfoRequests
+from corral.actors.registry_sessions import SessionRequests
 from corral.actors.retention import retention_write
 from corral.actors.scheduler import Scheduler, Tick
 from corral.actors.session import (
@@ -69,8 +71,6 @@ from corral.actors.settings import Settings
 from corral.actors.starts import IdempotencyBook, PendingStart
 from corral.actors.state import TERMINAL
 from corral.actors.store import (
-    DeleteProject,
-    DeleteSession,
     FailSession,
     Publication,
     Write,
@@ -112,7 +112,7 @@ class Entry:
         return "running" if self.epoch > self.reported_epoch else self.reported
 
 
-class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
+class RegistryActor(InfoRequests, SupervisionRequests, SessionRequests, pykka.ThreadingActor):
     def __init__(
         self,
         *,
@@ -127,8 +127,10 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         desktop: Callable[[dict[str, Any]], object] | None = None,
         settings_defaults: dict[str, str] | None = None,
         pinned_settings: frozenset[str] = frozenset(),
+        board: SessionBoard | None = None,
     ) -> None:
         super().__init__()
+        self.board = board if board is not None else SessionBoard()
         self._db_path = db_path
         self._store = store
         self._readers = readers
@@ -190,6 +192,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
             scheduler=self._scheduler,
             outbox=self._outbox,
             launcher=self._launcher,
+            board=self.board,
         )
 
     # ------------------------------------------------------------ dispatch
@@ -244,7 +247,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         entry = self.projects.get(project_id)
         if entry is not None and not entry.ref.is_alive():
             log.error("registry: session actor %s is dead", entry.session_id)
-            self.projects.pop(entry.project_id, None)
+            self._unlist(entry)
             self._forget_dead(
                 entry, entry.project_id, "internal error: session actor stopped unexpectedly"
             )
@@ -267,8 +270,18 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         self._forget_writes(entry.session_id)
         self._publish_health(project_id)
 
-    def _retire(self, entry: Entry, reason: str = "cleanup") -> None:
+    def _list(self, entry: Entry) -> None:
+        """The project's current session is now ``entry`` (the board learns it first)."""
+        self.projects[entry.project_id] = entry
+        self.board.make_current(entry.project_id, entry.session_id)
+
+    def _unlist(self, entry: Entry) -> None:
+        """The project no longer has ``entry`` as its session."""
         self.projects.pop(entry.project_id, None)
+        self.board.close(entry.project_id, entry.session_id)
+
+    def _retire(self, entry: Entry, reason: str = "cleanup") -> None:
+        self._unlist(entry)
         try:
             entry.ref.tell(Retire(reason))
         except pykka.ActorDeadError:
@@ -362,6 +375,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         row = SessionRecord.new(session_id, project_id, provider, options.get("model"))
         control = Control()
         ref = SessionActor.start(row, options, self.settings, self._deps(), control)
+        self.board.open(project_id, session_id, ref)
         self.starting[project_id] = PendingStart(session_id, ref, control, [reply_to], key, dropped)
         if key is not None:
             self.remembered.begin(key)
@@ -374,7 +388,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
             return
         del self.starting[msg.project_id]
         entry = Entry(msg.session_id, msg.project_id, pending.ref, pending.control, "running")
-        self.projects[msg.project_id] = entry
+        self._list(entry)
         result = {
             "sessionId": msg.session_id,
             "status": "running",
@@ -391,6 +405,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         if pending is None or pending.session_id != msg.session_id:
             return
         del self.starting[msg.project_id]
+        self.board.close(msg.project_id, msg.session_id)
         self.remembered.answered(pending.key, error=msg.error)
         for reply_to in pending.waiters:
             self._outbox.reply(reply_to, error=msg.error)
@@ -462,12 +477,13 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
     def _on_session_died(self, msg: SessionDied) -> None:
         entry = self.projects.get(msg.project_id)
         if entry is not None and entry.session_id == msg.session_id:
-            self.projects.pop(entry.project_id, None)
+            self._unlist(entry)
             self._forget_dead(entry, msg.project_id, msg.error)
             return
         pending = self.starting.get(msg.project_id)
         if pending is not None and pending.session_id == msg.session_id:
             del self.starting[msg.project_id]
+            self.board.close(msg.project_id, msg.session_id)
             error = InternalError(msg.error)
             self.remembered.answered(pending.key, error=error)
             for reply_to in pending.waiters:
@@ -475,17 +491,6 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
             self._forget_dead(pending, msg.project_id, msg.error)
 
     # ------------------------------------------------------------ session.*
-
-    def rpc_session_get(self, params: dict[str, Any], reply_to: ReplyTo) -> dict[str, Any] | None:
-        entry = self._current(params["projectId"])
-        if entry is None:
-            return {"session": None}
-        if entry.summary.get("sessionId") == entry.session_id:  # committed, as reported
-            return {"session": dict(entry.summary)}
-        self._readers.tell(
-            Query(reader.session_by_id, {"sessionId": entry.session_id}, reply_to, "session.get")
-        )
-        return None
 
     def rpc_session_restore(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
         if self.shutting_down:
@@ -511,59 +516,14 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         control = Control()
         record = SessionRecord.from_row(newest)
         ref = SessionActor.start(record, options, self.settings, self._deps(), control)
-        self.projects[project_id] = Entry(
-            newest["sessionId"],
-            project_id,
-            ref,
-            control,
-            newest["status"],
-            summary=record.to_wire(),
+        summary = record.to_wire()
+        self.board.open(project_id, newest["sessionId"], ref, summary)
+        self._list(
+            Entry(newest["sessionId"], project_id, ref, control, newest["status"], summary=summary)
         )
         self._store.tell(Write([], live_seq=(newest["sessionId"], newest["lastSeqId"])))
         self._publish_health(project_id)
         return {"restored": True, "session": newest}
-
-    def rpc_session_clear(self, params: dict[str, Any], _reply_to: ReplyTo) -> dict[str, Any]:
-        entry = self._current(params["projectId"])
-        if entry is None or entry.status not in TERMINAL:
-            return {"cleared": False}
-        self._retire(entry, "cleared")
-        return {"cleared": True}
-
-    def rpc_session_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
-        session_id = params["sessionId"]
-        for entry in list(self.projects.values()):
-            if entry.session_id == session_id:
-                if entry.status not in TERMINAL:
-                    raise SessionRunning("the session is running; stop it first")
-                self._retire(entry, "purged")
-        for pending in self.starting.values():
-            if pending.session_id == session_id:
-                raise SessionRunning("the session is starting")
-        self._store.tell(
-            Write(
-                [DeleteSession(session_id)],
-                then=lambda r: self._outbox.reply(reply_to, result={"purged": bool(r[0])}),
-                on_error=lambda e: self._outbox.reply(reply_to, error=InternalError(str(e))),
-            )
-        )
-
-    def rpc_project_purge(self, params: dict[str, Any], reply_to: ReplyTo) -> None:
-        project_id = params["projectId"]
-        if project_id in self.starting:
-            raise SessionRunning(f"a session of project {project_id!r} is starting")
-        entry = self._current(project_id)
-        if entry is not None:
-            if entry.status not in TERMINAL:
-                raise SessionRunning(f"project {project_id!r} has a running session")
-            self._retire(entry, "purged")
-        self._store.tell(
-            Write(
-                [DeleteProject(project_id)],
-                then=lambda r: self._outbox.reply(reply_to, result={"purgedSessions": int(r[0])}),
-                on_error=lambda e: self._outbox.reply(reply_to, error=InternalError(str(e))),
-            )
-        )
 
     # ------------------------------------------------------------ shutdown
 
@@ -573,7 +533,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
         # Retire is told before the process is signalled (as for Stop): whatever the
         # interrupted process prints then queues behind it, so the session records
         # the interruption, not the provider's report of it.
-        for pending in list(self.starting.values()):
+        for project_id, pending in list(self.starting.items()):
             for reply_to in pending.waiters:
                 self._outbox.reply(reply_to, error=ShuttingDown())
             try:
@@ -582,6 +542,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, pykka.ThreadingActor):
                 pass
             pending.control.stop_turn()
             refs.append(pending.ref)
+            self.board.close(project_id, pending.session_id)
         self.starting.clear()
         for entry in list(self.projects.values()):
             refs.append(entry.ref)

@@ -14,13 +14,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import pykka
 
 from corral.actors import convert, db, oplog
+from corral.actors.board import SessionBoard
 from corral.actors.control import Control, exit_reason
 from corral.actors.health import HealthState
 from corral.actors.messages import (
@@ -79,6 +80,7 @@ class SessionDeps:
     scheduler: Scheduler
     outbox: Outbox
     launcher: ProviderLauncher
+    board: SessionBoard = field(default_factory=SessionBoard)
 
 
 def new_session_row(
@@ -519,11 +521,12 @@ class SessionActor(SessionOutput, SessionApprovals, SessionTimers, pykka.Threadi
         waiters: list[ReplyTo] = []
         if status_changed and is_terminal(rec.status) and self.stop_waiters:
             waiters, self.stop_waiters = self.stop_waiters, []
-        registry = self.deps.registry
+        registry, board = self.deps.registry, self.deps.board
         outbox = self.deps.outbox
         stop_result = {"sessionId": self.session_id, "status": rec.status}
 
         def tell_registry() -> None:
+            board.committed(change.project_id, change.session_id, change.summary)
             if report:
                 registry.tell(change)
 

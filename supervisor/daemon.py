@@ -30,6 +30,7 @@ import pykka
 import zmq
 
 from corral.actors import db, db_check, fd_budget, oplog
+from corral.actors.board import SessionBoard
 from corral.actors.messages import Notify, Shutdown
 from corral.actors.reader import ReaderActor, ReaderPool
 from corral.actors.registry import RegistryActor
@@ -154,6 +155,7 @@ class Daemon:
                 transcript=lambda session_id: db.read_transcript(cfg.db_path, session_id),
             )
         )
+        self._board = SessionBoard()
         info = {
             "version": version(),
             "boot": self.boot,
@@ -174,6 +176,7 @@ class Daemon:
             desktop=self._desktop.notify,
             settings_defaults=dict(cfg.settings),
             pinned_settings=frozenset(cfg.pinned_settings),
+            board=self._board,
         )
         self._router = Router(
             ctx=self._ctx,
@@ -185,6 +188,7 @@ class Daemon:
             boot=self.boot,
             on_shutdown=self.stop_requested.set,
             curve=self._curve,
+            board=self._board,
         )
         try:
             if self._curve is not None:

@@ -12,6 +12,11 @@ Three targets, by what the answer needs:
   router's: ping, describe, shutdown);
 * ``READER``: a read of committed state on a reader actor's connection;
 * ``REGISTRY``: anything that needs the live session map, guards or settings.
+
+A route may also have a ``fast`` function the router tries first, on its own
+thread, with no hop: ``session.get`` reads the
+:class:`~corral.actors.board.SessionBoard`, and goes to the registry only when
+the board cannot answer (it returns None).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from corral.actors import reader
+from corral.actors.board import SessionBoard
 from corral.actors.registry import RegistryActor
 from corral.protocol import methods
 
@@ -61,6 +67,8 @@ class Route:
     function: Callable[..., Any]
     """ROUTER: ``f(ctx, params) -> result``; READER: ``f(connection, params) -> result``;
     REGISTRY: ``f(registry, params, reply_to) -> result or None`` (None: it answers later)."""
+    fast: Callable[[SessionBoard, dict[str, Any]], dict[str, Any] | None] | None = None
+    """Tried first on the router thread: the result, or None to hand the call on."""
 
 
 def _router(f: Callable[[RouterContext, dict[str, Any]], dict[str, Any]]) -> Route:
@@ -71,8 +79,11 @@ def _reader(f: reader.ReadFunction) -> Route:
     return Route(Target.READER, f)
 
 
-def _registry(f: Callable[..., Any]) -> Route:
-    return Route(Target.REGISTRY, f)
+def _registry(
+    f: Callable[..., Any],
+    fast: Callable[[SessionBoard, dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> Route:
+    return Route(Target.REGISTRY, f, fast)
 
 
 R = RegistryActor
@@ -85,7 +96,7 @@ TABLE: dict[str, Route] = {
     "agent.start": _registry(R.rpc_agent_start),
     "agent.stop": _registry(R.rpc_agent_stop),
     "agent.prompt": _registry(R.rpc_agent_prompt),
-    "session.get": _registry(R.rpc_session_get),
+    "session.get": _registry(R.rpc_session_get, fast=SessionBoard.session_get),
     "session.list": _reader(reader.list_sessions),
     "session.load": _reader(reader.newest_session),
     "session.messages.load": _reader(reader.messages_after),

@@ -1,8 +1,9 @@
 """The router thread: owner of the ROUTER (RPC) and PUB (events) sockets.
 
 It decodes and validates every request itself (so malformed input is answered
-here and never reaches an actor), then hands each call on with one ``tell``
-and goes back to polling: it never waits for an actor. Replies and events come
+here and never reaches an actor), answers what it can itself (ping, describe,
+``session.get`` from the session board), then hands each other call on with
+one ``tell`` and goes back to polling: it never waits for an actor. Replies and events come
 back through the :class:`~supervisor.outbox.RouterOutbox`. Batches are
 collected here until their last entry is answered. ``eseq`` is assigned here,
 in publish order, so it rises by exactly one per published event.
@@ -25,6 +26,7 @@ from typing import Any
 
 import zmq
 
+from corral.actors.board import SessionBoard
 from corral.actors.messages import Request
 from corral.actors.reader import Query
 from corral.protocol import envelope, methods
@@ -76,6 +78,7 @@ class Router:
         boot: str,
         on_shutdown: Callable[[], None],
         curve: Any = None,
+        board: SessionBoard | None = None,
     ) -> None:
         self._ctx = ctx
         self._curve = curve
@@ -84,6 +87,7 @@ class Router:
         self._outbox = outbox
         self._registry = registry
         self._readers = readers
+        self._board = board
         self._boot = boot
         self._on_shutdown = on_shutdown
         self._stop = threading.Event()
@@ -263,6 +267,11 @@ class Router:
             if handler.target is dispatch.Target.ROUTER:
                 self._answer(route, handler.function(self, params))
                 return
+            if handler.fast is not None and self._board is not None:
+                result = handler.fast(self._board, params)
+                if result is not None:
+                    self._answer(route, result)
+                    return
             if self._in_flight >= MAX_IN_FLIGHT:
                 raise Overloaded("too many requests in flight; retry later")
             self._in_flight += 1

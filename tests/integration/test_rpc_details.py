@@ -85,3 +85,37 @@ def test_settings_set_answers_the_value_as_given(client: Client, subscriber: Sub
         {"projectId": "s", "provider": "mock", "prompt": "hi", "providerConfig": {"delayMs": 0}},
     )
     assert start["status"] == "running"
+
+
+def test_session_get_is_never_behind_an_event(client: Client, subscriber: Subscriber) -> None:
+    """Each committed step reaches what ``session.get`` answers before its events go
+    out: on the first turn and on a follow-up (after cost and status were reported)."""
+    config = {"flood": 300, "delayMs": 20, "toolCalls": 1}
+    start = client.call(
+        "agent.start",
+        {"projectId": "g", "provider": "mock", "prompt": "go", "providerConfig": config},
+    )
+    sid = start["sessionId"]
+    for turn in range(2):
+        if turn:
+            reply = client.call("agent.prompt", {"projectId": "g", "prompt": "again"})
+            session = client.call("session.get", {"projectId": "g"})["session"]
+            assert session["status"] == "running" and session["lastSeqId"] >= reply["seqId"]
+        checked = 0
+        while True:
+            _topic, frame = subscriber.wait_for(
+                lambda t, _f: t in ("project/g/agent.message", "project/g/agent.status"), 20
+            )
+            session = client.call("session.get", {"projectId": "g"})["session"]
+            assert session is not None and session["sessionId"] == sid
+            if frame["event"] == "agent.message":
+                newest = max(m["seqId"] for m in frame["data"]["messages"])
+                assert session["lastSeqId"] >= newest, (turn, session["lastSeqId"], newest)
+                checked += 1
+            elif frame["data"]["status"] == "done":
+                assert session["status"] == "done"
+                break
+        # the flood is the first turn's; a follow-up is a default turn (init to result)
+        assert checked >= (10 if turn == 0 else 3), f"turn {turn}: {checked} agent.message events"
+    stored = client.call("session.messages.load", {"sessionId": sid, "afterSeq": 0, "limit": 5000})
+    assert session["lastSeqId"] == stored["lastSeqId"] == stored["messages"][-1]["seqId"]

@@ -28,6 +28,7 @@ from typing import Any, TypeVar, cast
 import pykka
 
 from corral.actors import db
+from corral.actors.board import SessionBoard
 from corral.actors.messages import Request, Shutdown
 from corral.actors.normalized import Normalized
 from corral.actors.ports import Capabilities, ExitReport, LaunchRequest
@@ -315,6 +316,7 @@ class RegistryRig:
         self.launcher = FakeLauncher()
         self.catalog = FakeCatalog()
         self._tokens = itertools.count(1)
+        self.board = SessionBoard()  # what the router would answer session.get from
         self.registry = self._start_registry()
 
     def _start_registry(self) -> pykka.ActorRef[Any]:
@@ -327,12 +329,14 @@ class RegistryRig:
             launcher=self.launcher,
             catalog=self.catalog,
             info=dict(INFO),
+            board=self.board,
         )
 
     def restart_registry(self) -> None:
         """A new RegistryActor on the same database (as after a daemon restart)."""
         self.drain()
         self.registry.stop(block=True, timeout=WAIT_S)
+        self.board = SessionBoard()
         self.registry = self._start_registry()
 
     # ---- requests

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import pykka
 import pytest
 import zmq
 
 from corral.actors import reader
+from corral.actors.board import SessionBoard
 from corral.actors.messages import Request
 from corral.actors.reader import Query
 from corral.actors.registry import RegistryActor
@@ -146,6 +148,7 @@ class Rig:
     readers: Recorder
     socket: FakeSocket
     shutdowns: list[bool]
+    board: SessionBoard
 
     def dispatch(self, method: str, params: Any = None, rid: Any = 1, **route: Any) -> ReplyRoute:
         reply_route = ReplyRoute(b"peer", True, rid, **route)
@@ -169,6 +172,7 @@ def rig() -> Iterator[Rig]:
     outbox = RouterOutbox()
     registry, readers, sock = Recorder(), Recorder(), FakeSocket()
     shutdowns: list[bool] = []
+    board = SessionBoard()
     r = router.Router(
         ctx=ctx,
         rpc_url="ipc://unused",
@@ -178,10 +182,11 @@ def rig() -> Iterator[Rig]:
         readers=readers,
         boot="boot-x",
         on_shutdown=lambda: shutdowns.append(True),
+        board=board,
     )
     r._rpc = cast(Any, sock)  # answers are recorded, no socket is bound
     try:
-        yield Rig(r, registry, readers, sock, shutdowns)
+        yield Rig(r, registry, readers, sock, shutdowns, board)
     finally:
         outbox.close()
         ctx.term()
@@ -219,7 +224,7 @@ def test_reads_go_to_the_readers_with_defaults_filled(rig: Rig) -> None:
 
 
 def test_the_rest_goes_to_the_registry(rig: Rig) -> None:
-    registry_methods = sorted(_targets(Target.REGISTRY))
+    registry_methods = sorted(m for m, r in _targets(Target.REGISTRY).items() if r.fast is None)
     for method in registry_methods:
         params = _valid_params(method)
         route = rig.dispatch(method, params)
@@ -229,6 +234,37 @@ def test_the_rest_goes_to_the_registry(rig: Rig) -> None:
         assert (request.reply_to, request.method) == (route, method)
     assert [r.method for r in rig.registry.told] == registry_methods
     assert rig.readers.told == [] and rig.answers() == []
+
+
+def test_only_session_get_has_a_fast_path() -> None:
+    fast = {name: r.fast for name, r in dispatch.TABLE.items() if r.fast is not None}
+    assert fast == {"session.get": SessionBoard.session_get}
+    assert dispatch.TABLE["session.get"].target is Target.REGISTRY
+
+
+class Alive(pykka.ThreadingActor):
+    pass
+
+
+def test_session_get_is_answered_from_the_board_or_handed_on(rig: Rig) -> None:
+    session = {"sessionId": "s1", "status": "running", "lastSeqId": 3}
+    actor = Alive.start()
+    try:
+        rig.dispatch("session.get", {"projectId": "nobody"}, rid=1)
+        rig.board.open("p", "s1", actor)
+        rig.board.make_current("p", "s1")
+        waiting = rig.dispatch("session.get", {"projectId": "p"}, rid=2)  # nothing committed
+        rig.board.committed("p", "s1", session)
+        rig.dispatch("session.get", {"projectId": "p"}, rid=3)
+    finally:
+        actor.stop()
+    assert rig.answers() == [
+        {"jsonrpc": "2.0", "id": 1, "result": {"session": None}},
+        {"jsonrpc": "2.0", "id": 3, "result": {"session": session}},
+    ]
+    (request,) = rig.registry.told
+    assert (request.handler, request.reply_to) == (RegistryActor.rpc_session_get, waiting)
+    assert rig.readers.told == [] and rig.router._in_flight == 1
 
 
 def _valid_params(method: str) -> dict[str, Any]:
