@@ -24,7 +24,7 @@ from bench.common import (
 )
 from corral.protocol.client import Client
 
-PING_GOAL = value_at_most(2.0, "ms")
+PING_GOAL = value_at_most(2.0, "ms")  # on the p50s, as the performance goals state them
 GET_GOAL = value_at_most(5.0, "ms")
 
 
@@ -125,6 +125,7 @@ def run(ctx: Context) -> list[Row]:
             "ms",
             f["ping flood p50"],
             f["ping idle p50"],
+            PING_GOAL,
             note=f"calls of each per series: {'/'.join(map(str, calls))}; sessions still "
             f"flooding after each series: {'/'.join(map(str, flooding))} of {size.flooders}; "
             f"messages stored per s during the series: "
@@ -136,7 +137,6 @@ def run(ctx: Context) -> list[Row]:
             "ms",
             f["ping flood p99"],
             f["ping idle p99"],
-            PING_GOAL,
         ),
         Row(
             "rpc under ingest",
@@ -144,6 +144,7 @@ def run(ctx: Context) -> list[Row]:
             "ms",
             f["get flood p50"],
             f["get idle p50"],
+            GET_GOAL,
         ),
         Row(
             "rpc under ingest",
@@ -151,7 +152,6 @@ def run(ctx: Context) -> list[Row]:
             "ms",
             f["get flood p99"],
             f["get idle p99"],
-            GET_GOAL,
         ),
     ]
 
