@@ -82,7 +82,8 @@ def test_timeouts(server: RouterServer, sock_dir: Path) -> None:
             t0 = time.monotonic()
             with pytest.raises(DaemonUnreachable):
                 await client.call("slow", timeout=0.1)
-            assert time.monotonic() - t0 < 0.35
+            # the call's own timeout, not the client's 2 s (with room for a loaded machine)
+            assert time.monotonic() - t0 < 1.5
             assert await client.call("echo", {"n": 2}) == {"n": 2}  # the late answer is dropped
         nobody = f"ipc://{sock_dir}/nobody.sock"
         async with AsyncClient(nobody, timeout=0.1) as lost:

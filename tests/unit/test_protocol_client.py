@@ -183,7 +183,8 @@ def test_timeout_then_late_reply_is_not_taken(client: Client) -> None:
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
         client.call("slow", timeout=0.1)
-    assert time.monotonic() - t0 < 0.35
+    # the call's own timeout, not the client's 2 s (with room for a loaded machine)
+    assert time.monotonic() - t0 < 1.5
     # the late {"late": true} answer goes to the old socket and is dropped
     assert client.call("echo", {"n": 2}) == {"n": 2}
     with pytest.raises(TimeoutError):
