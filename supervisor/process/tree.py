@@ -93,8 +93,8 @@ TRACK_INTERVAL = 0.5
 #: tracker's cost with many sessions.
 QUIET_WALKS = 3
 #: With many providers, quiet trees rest longer: about this many of them are
-#: walked per ``interval`` (1,000 idle providers: each every 25 s).
-QUIET_WALKS_PER_CYCLE = 20
+#: walked per ``interval`` (1,000 idle providers: each every 50 s).
+QUIET_WALKS_PER_CYCLE = 10
 #: Past this many providers, cycles come less often, in proportion (1,000: every 2 s).
 SCALE_TREES = 250
 # At most this many descendants are remembered per provider (and as orphans).
