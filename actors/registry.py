@@ -271,7 +271,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, SessionRequests, pykka.Th
         self._publish_health(project_id)
 
     def _list(self, entry: Entry) -> None:
-        """The project's current session is now ``entry`` (the board learns it first)."""
+        """The project's current session is now ``entry`` (and so on the board)."""
         self.projects[entry.project_id] = entry
         self.board.make_current(entry.project_id, entry.session_id)
 

@@ -100,7 +100,9 @@ def test_session_get_is_never_behind_an_event(client: Client, subscriber: Subscr
         if turn:
             reply = client.call("agent.prompt", {"projectId": "g", "prompt": "again"})
             session = client.call("session.get", {"projectId": "g"})["session"]
-            assert session["status"] == "running" and session["lastSeqId"] >= reply["seqId"]
+            # running, unless the short turn already ended on a loaded machine
+            assert session["status"] in ("running", "done"), session["status"]
+            assert session["lastSeqId"] >= reply["seqId"]
         checked = 0
         while True:
             _topic, frame = subscriber.wait_for(

@@ -157,6 +157,17 @@ def test_replacing_a_session_keeps_one_slot_per_project(rig: RegistryRig) -> Non
     assert board_get(rig)["session"]["sessionId"] == sid
 
 
+def test_sessions_retired_by_their_cleanup_leave_the_board(rig: RegistryRig) -> None:
+    rig.ok("settings.set", key="cleanup_grace_ms", value="0")
+    for project in ("a", "b", "c"):
+        rig.start(project)
+        rig.launcher.handles[-1].emit(Normalized("turn_end"))
+    for project in ("a", "b", "c"):
+        wait_until(lambda p=project: rig.current(p) is None, what=f"{project} retired")
+        assert board_get(rig, project) == {"session": None}
+    assert len(rig.board) == 0
+
+
 def test_a_session_the_registry_forgets_leaves_the_board(rig: RegistryRig) -> None:
     sid = rig.start("p")["sessionId"]
     rig.registry.tell(SessionDied(sid, "p", "boom"))
