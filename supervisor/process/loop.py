@@ -31,6 +31,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from corral.supervisor.process.process_wide import ProcessWide
+
 __all__ = ["PipeLoop", "Timer", "default_loop"]
 
 log = logging.getLogger("corral.process")
@@ -280,14 +282,9 @@ class PipeLoop:
             log.exception("%s: a callback failed", self._name)
 
 
-_default: PipeLoop | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(PipeLoop)
 
 
 def default_loop() -> PipeLoop:
     """The process-wide loop, created on first use (its thread starts with the first call)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = PipeLoop()
-        return _default
+    return _default.get()

@@ -21,6 +21,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+from corral.supervisor.process.process_wide import ProcessWide
 from corral.supervisor.process.procfs import ProcStat, all_stats
 
 __all__ = ["BATCH_MAX", "MAX_WORKERS", "ProcScan", "Reaper", "default_reaper"]
@@ -122,14 +123,9 @@ class Reaper:
                     log.exception("%s: an exit job failed", self._name)
 
 
-_default: Reaper | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(Reaper)
 
 
 def default_reaper() -> Reaper:
     """The process-wide reaper, created on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Reaper()
-        return _default
+    return _default.get()

@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from corral.supervisor.process.ledger import ProviderLedger
+from corral.supervisor.process.process_wide import ProcessWide
 from corral.supervisor.process.procfs import proc_stat
 from corral.supervisor.process.tree import DescendantTracker, ProcessTree
 
@@ -173,17 +174,12 @@ class Spawner:
                         log.exception("%s: cleaning up an abandoned spawn failed", self.name)
 
 
-_default: Spawner | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(Spawner)
 
 
 def default_spawner() -> Spawner:
     """The process-wide spawner (never closed: it must outlive every provider)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Spawner()
-        return _default
+    return _default.get()
 
 
 @functools.lru_cache(maxsize=1)

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from corral.supervisor.process.kill import freeze_and_kill, reap_pid
+from corral.supervisor.process.process_wide import ProcessWide
 from corral.supervisor.process.procfs import (
     ProcStat,
     children_of,
@@ -578,8 +579,7 @@ def _live_idents(stats: list[ProcStat]) -> frozenset[tuple[int, int]]:
     return frozenset((st.pid, st.start) for st in stats if not st.dead)
 
 
-_default: DescendantTracker | None = None
-_default_lock = threading.Lock()
+_default = ProcessWide(DescendantTracker)
 
 
 def default_tracker() -> DescendantTracker:
@@ -589,8 +589,4 @@ def default_tracker() -> DescendantTracker:
     create its own :class:`DescendantTracker` and give it to every provider
     instead, and never mix the two in one process.
     """
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = DescendantTracker()
-        return _default
+    return _default.get()
