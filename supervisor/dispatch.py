@@ -32,6 +32,8 @@ from corral.actors.board import SessionBoard
 from corral.actors.registry import RegistryActor
 from corral.protocol import methods
 
+FastPath = Callable[[SessionBoard, dict[str, Any]], dict[str, Any] | None]
+
 
 class Target(StrEnum):
     ROUTER = "router"
@@ -67,7 +69,7 @@ class Route:
     function: Callable[..., Any]
     """ROUTER: ``f(ctx, params) -> result``; READER: ``f(connection, params) -> result``;
     REGISTRY: ``f(registry, params, reply_to) -> result or None`` (None: it answers later)."""
-    fast: Callable[[SessionBoard, dict[str, Any]], dict[str, Any] | None] | None = None
+    fast: FastPath | None = None
     """Tried first on the router thread: the result, or None to hand the call on."""
 
 
@@ -81,7 +83,7 @@ def _reader(f: reader.ReadFunction) -> Route:
 
 def _registry(
     f: Callable[..., Any],
-    fast: Callable[[SessionBoard, dict[str, Any]], dict[str, Any] | None] | None = None,
+    fast: FastPath | None = None,
 ) -> Route:
     return Route(Target.REGISTRY, f, fast)
 
