@@ -280,6 +280,11 @@ class RegistryActor(InfoRequests, SupervisionRequests, SessionRequests, pykka.Th
         self.projects.pop(entry.project_id, None)
         self.board.close(entry.project_id, entry.session_id)
 
+    def _drop_start(self, project_id: str, pending: PendingStart) -> None:
+        """The project's start in flight ended without a session (and so on the board)."""
+        del self.starting[project_id]
+        self.board.close(project_id, pending.session_id)
+
     def _retire(self, entry: Entry, reason: str = "cleanup") -> None:
         self._unlist(entry)
         try:
@@ -404,8 +409,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, SessionRequests, pykka.Th
         pending = self.starting.get(msg.project_id)
         if pending is None or pending.session_id != msg.session_id:
             return
-        del self.starting[msg.project_id]
-        self.board.close(msg.project_id, msg.session_id)
+        self._drop_start(msg.project_id, pending)
         self.remembered.answered(pending.key, error=msg.error)
         for reply_to in pending.waiters:
             self._outbox.reply(reply_to, error=msg.error)
@@ -482,8 +486,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, SessionRequests, pykka.Th
             return
         pending = self.starting.get(msg.project_id)
         if pending is not None and pending.session_id == msg.session_id:
-            del self.starting[msg.project_id]
-            self.board.close(msg.project_id, msg.session_id)
+            self._drop_start(msg.project_id, pending)
             error = InternalError(msg.error)
             self.remembered.answered(pending.key, error=error)
             for reply_to in pending.waiters:
@@ -542,8 +545,7 @@ class RegistryActor(InfoRequests, SupervisionRequests, SessionRequests, pykka.Th
                 pass
             pending.control.stop_turn()
             refs.append(pending.ref)
-            self.board.close(project_id, pending.session_id)
-        self.starting.clear()
+            self._drop_start(project_id, pending)
         for entry in list(self.projects.values()):
             refs.append(entry.ref)
             self._retire(entry, SHUTDOWN_REASON)
